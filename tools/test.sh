@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, in order: export and clean checks, README check, notebook tests, docs site, pytest (last).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+fail() { echo "FAILED: $*" >&2; exit 1; }
+step() { echo; echo "== $*"; }
+
+step "nbdev-export: the library must be exactly what the notebooks export"
+nbdev-export || fail "nbdev-export"
+changed=$(git status --porcelain -- llmkd)
+[ -z "$changed" ] || fail "the library differs from the committed one (run nbdev-export and commit):
+$changed"
+
+step "nbdev-clean: notebooks must be committed clean"
+nbdev-clean || fail "nbdev-clean"
+dirty=$(git status --porcelain -- nbs)
+[ -z "$dirty" ] || fail "notebooks are not clean (run nbdev-clean and commit):
+$dirty"
+
+step "README.md must be generated from nbs/index.ipynb"
+python tools/readme.py --check || fail "README.md differs from nbs/index.ipynb (run: python tools/readme.py)"
+
+step "nbdev-test (notebook cells as tests)"
+nbdev-test --n_workers 2 || fail "notebook tests"
+
+step "docs site (offline render of nbs/_quarto.yml) and link check"
+python tools/docs.py --check || fail "docs build"
+
+step "pytest"
+python -m pytest -q tests
+rc=$?
+if [ $rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi
+exit $rc
