@@ -12,10 +12,12 @@ from typing import ClassVar
 from urllib.parse import urlparse
 import numpy as np, pandas as pd, torch
 from pydantic import BaseModel, Field, model_validator
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['SYSTEM_PROMPT', 'category_levels', 'dummy_name', 'TaskDescription', 'from_df', 'encode', 'attribution_prompt',
-           'FeatureScore', 'AttributionAnswer', 'answer_schema', 'AttributionPrior']
+__all__ = ['SYSTEM_PROMPT', 'category_levels', 'dummy_name', 'TaskDescription', 'attribution_prompt', 'FeatureScore',
+           'AttributionAnswer', 'answer_schema', 'AttributionPrior', 'prompt_hash', 'elicit_attributions',
+           'read_descriptions', 'elicit_from_files']
 
 # %% ../nbs/02_priors.ipynb #00000006
 def _is_categorical(s: pd.Series) -> bool:
@@ -91,8 +93,8 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
     scored = None if positive_class is None else [positive_class]
     return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels)
 
-@classmethod
-def from_df(cls:type[TaskDescription],
+@patch(cls_method=True)
+def from_df(cls:TaskDescription,
             df:pd.DataFrame, # the data: feature columns plus the target column
             target:str, # name of the target column
             description:str, # one sentence describing the task
@@ -104,9 +106,9 @@ def from_df(cls:type[TaskDescription],
            ) -> TaskDescription:
     "Build a task from a DataFrame and a dict of column descriptions; categorical columns expanded one-hot."
     return _from_df(cls, df, target, description, descriptions, cat_names, classes, positive_class, class_descriptions)
-TaskDescription.from_df = from_df
 
 # %% ../nbs/02_priors.ipynb #0000000b
+@patch
 def encode(self:TaskDescription, df:pd.DataFrame) -> pd.DataFrame:
     "The model inputs of `df`: one float column per feature of this task, in order; dummies from the task's levels."
     out = {}
@@ -120,9 +122,8 @@ def encode(self:TaskDescription, df:pd.DataFrame) -> pd.DataFrame:
     missing = [f for f in self.features if f not in out]
     if missing: raise ValueError(f"Features missing from the DataFrame: {', '.join(missing)}.")
     return pd.DataFrame({f: out[f] for f in self.features}, index=df.index).astype(float)
-TaskDescription.encode = encode
 
-# %% ../nbs/02_priors.ipynb #00000011
+# %% ../nbs/02_priors.ipynb #00000014
 SYSTEM_PROMPT = ("You are an expert in the domain of the task below and in machine learning. You assign importance "
                  "scores to the input features of a classification model, based on your knowledge of the domain.")
 
@@ -141,7 +142,7 @@ def attribution_prompt(task:TaskDescription, cls:str) -> list:
             "then give the list of `scores`.")
     return [{'role': 'system', 'content': SYSTEM_PROMPT}, {'role': 'user', 'content': user}]
 
-# %% ../nbs/02_priors.ipynb #00000015
+# %% ../nbs/02_priors.ipynb #00000019
 class FeatureScore(BaseModel):
     "The LLM's score for one feature."
     feature: str = Field(description="feature name, exactly as listed")
@@ -174,7 +175,7 @@ def answer_schema(features) -> type[AttributionAnswer]:
     return type('AttributionAnswer', (AttributionAnswer,), {'expected_features': tuple(features), '__module__': __name__,
                                                    '__doc__': AttributionAnswer.__doc__})
 
-# %% ../nbs/02_priors.ipynb #00000019
+# %% ../nbs/02_priors.ipynb #0000001e
 def _names_error(what, missing, unknown, fix):
     parts = ([f"missing from the prior: {', '.join(map(str, missing))}"] if missing else []) + \
             ([f"unknown to the prior: {', '.join(map(str, unknown))}"] if unknown else [])
@@ -214,8 +215,9 @@ class AttributionPrior:
         src = self.provenance.get('model') or self.provenance.get('source', 'unknown source')
         return f"AttributionPrior({len(self.features)} features x {len(self.classes)} classes {self.classes}, {self.n_estimates} estimates, from {src})"
 
-# %% ../nbs/02_priors.ipynb #0000001a
-def _tensor(self:AttributionPrior,
+# %% ../nbs/02_priors.ipynb #0000001f
+@patch
+def tensor(self:AttributionPrior,
             features:list|None=None, # model input features, in input order (default: the prior's order)
             classes:list|None=None, # classes as columns, in order (default: the prior's classes)
            ) -> torch.Tensor:
@@ -233,11 +235,10 @@ def _tensor(self:AttributionPrior,
         if missing: raise ValueError(f"Classes missing from the prior: {', '.join(missing)} (the prior scores {self.classes}).")
         sc = sc[classes]
     return torch.tensor(np.ascontiguousarray(sc.to_numpy()), dtype=torch.float32)
-AttributionPrior.tensor = _tensor
 
-# %% ../nbs/02_priors.ipynb #0000001b
-@classmethod
-def _from_dict(cls:type[AttributionPrior],
+# %% ../nbs/02_priors.ipynb #00000020
+@patch(cls_method=True)
+def from_dict(cls:AttributionPrior,
                scores:dict, # {class: {feature: score}}; every class must score the same features
                provenance:dict|None=None # default: {'source': 'hand-written'}
               ) -> AttributionPrior:
@@ -252,10 +253,15 @@ def _from_dict(cls:type[AttributionPrior],
             f"Every class must score the same features as {classes[0]!r}.")
     est = [[float(scores[c][f]) for c in classes] for f in features]
     return cls(features, classes, est, provenance=provenance or {'source': 'hand-written'})
-AttributionPrior.from_dict = _from_dict
 
-# %% ../nbs/02_priors.ipynb #00000020
-def _save(self:AttributionPrior, path) -> Path:
+@patch
+def to_dict(self:AttributionPrior) -> dict:
+    "Mean scores as `{class: {feature: score}}`, the format `from_dict` reads."
+    return {c: {f: float(v) for f,v in self.scores[c].items()} for c in self.classes}
+
+# %% ../nbs/02_priors.ipynb #00000028
+@patch
+def save(self:AttributionPrior, path) -> Path:
     "Write the prior as JSON: features, classes, estimates (n_estimates x F x C), provenance (and reasoning)."
     d = {'features': self.features, 'classes': self.classes, 'estimates': self.estimates.tolist(), 'provenance': self.provenance}
     if self.reasoning: d['reasoning'] = self.reasoning
@@ -263,17 +269,17 @@ def _save(self:AttributionPrior, path) -> Path:
     path.write_text(json.dumps(d, indent=1, ensure_ascii=False) + "\n")
     return path
 
-@classmethod
-def _load(cls:type[AttributionPrior], path) -> AttributionPrior:
+@patch(cls_method=True)
+def load(cls:AttributionPrior, path) -> AttributionPrior:
     "Read a prior written by `save` (or by hand, with the same keys)."
     d = json.loads(Path(path).read_text())
     missing = [k for k in ('features','classes','estimates') if k not in d]
     if missing: raise ValueError(f"{path} is not a prior file: keys {missing} are missing (expected features, classes, estimates, provenance).")
     return cls(d['features'], d['classes'], d['estimates'], d.get('provenance'), d.get('reasoning'))
-AttributionPrior.save,AttributionPrior.load = _save,_load
 
-# %% ../nbs/02_priors.ipynb #00000022
-def _plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
+# %% ../nbs/02_priors.ipynb #0000002c
+@patch
+def plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
     "Horizontal bars of the mean score per feature, with the spread over estimates as error bars; one panel per class."
     import matplotlib.pyplot as plt
     classes = self.classes if classes is None else [str(c) for c in classes]
@@ -289,4 +295,90 @@ def _plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
         a.set_xlabel(f"score (mean ± std of {self.n_estimates})" if self.n_estimates > 1 else 'score')
     axs[0].invert_yaxis()
     return axs
-AttributionPrior.plot = _plot
+
+# %% ../nbs/02_priors.ipynb #00000030
+def _endpoint_host(teacher) -> str|None:
+    url = getattr(teacher, 'base_url', None) or getattr(getattr(teacher, 'client', None), 'base_url', None)
+    if url is None: return None
+    u = urlparse(str(url))
+    return u.hostname + (f":{u.port}" if u.port else "") if u.hostname else None
+
+def prompt_hash(messages:list, schema:type[BaseModel]|None=None) -> str:
+    "SHA-256 of the prompts (and answer schema) that produced a prior."
+    blob = json.dumps({'messages': messages, 'schema': schema.model_json_schema() if schema else None}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+# %% ../nbs/02_priors.ipynb #00000031
+def elicit_attributions(task:TaskDescription, # the task: description, classes, features
+                        teacher=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
+                        n_estimates:int=5, # independent answers per class, averaged element-wise
+                        classes:list|None=None, # classes to score (default: `task.scored`)
+                        temperature:float|None=None, # sampling temperature (default: the server's)
+                        max_reasks:int=2, # re-asks per answer when features are missing or unknown
+                        progress:bool=True, # show a progress bar over classes
+                        **kwargs # passed on to `teacher.map` (e.g. `max_tokens`)
+                       ) -> AttributionPrior:
+    "Ask the teacher for feature attribution scores, one prompt per class, and average `n_estimates` answers."
+    if n_estimates < 1: raise ValueError(f"n_estimates must be at least 1, got {n_estimates}.")
+    if teacher is None:
+        from llmkd.teacher import Teacher
+        teacher = Teacher()
+    classes = task.scored if classes is None else [str(c) for c in classes]
+    schema = answer_schema(task.feature_names)
+    prompts = [attribution_prompt(task, c) for c in classes]
+    answers = teacher.map(prompts, schema=schema, n=n_estimates, temperature=temperature, max_reasks=max_reasks,
+                          progress=progress, **kwargs)
+    est = np.zeros((n_estimates, len(task.features), len(classes)))
+    reasoning = {}
+    for k,(c,a) in enumerate(zip(classes, answers)):
+        parsed = [ch.parsed for ch in a.choices[:n_estimates]]
+        if len(parsed) < n_estimates or any(p is None for p in parsed):
+            raise ValueError(f"The teacher returned {sum(p is not None for p in parsed)} parsed answers for class {c!r}, expected {n_estimates}.")
+        for i,p in enumerate(parsed):
+            by_name = {s.feature: s.score for s in p.scores}
+            est[i,:,k] = [by_name[f] for f in task.features]
+        reasoning[c] = [p.reasoning for p in parsed]
+    prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': _endpoint_host(teacher),
+            'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
+            'cached': [bool(getattr(a, 'cached', False)) for a in answers]}
+    return AttributionPrior(task.feature_names, classes, est, provenance=prov, reasoning=reasoning)
+
+# %% ../nbs/02_priors.ipynb #00000034
+def read_descriptions(path) -> dict:
+    "Column descriptions from a JSON object file (`.json`) or a text file of `column: description` lines."
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix.lower() == '.json':
+        d = json.loads(text)
+        if not isinstance(d, dict) or not all(isinstance(v, str) for v in d.values()):
+            raise ValueError(f"{path}: expected a JSON object mapping column names to description strings.")
+        return d
+    out = {}
+    for i,line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith('#'): continue
+        if ':' not in line: raise ValueError(f"{path}, line {i}: expected `column: description`, got {line!r}.")
+        k,v = line.split(':', 1)
+        if k.strip() in out: raise ValueError(f"{path}, line {i}: column {k.strip()!r} is described twice.")
+        out[k.strip()] = v.strip()
+    return out
+
+# %% ../nbs/02_priors.ipynb #00000035
+def elicit_from_files(csv_path, # CSV with the feature columns and the target column
+                      descriptions_path, # JSON or `column: description` text file (see `read_descriptions`)
+                      target:str, # name of the target column
+                      task_description:str, # one sentence describing the task
+                      teacher=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
+                      cat_names:list|None=None, # columns to one-hot encode (default: string/categorical columns)
+                      positive_class=None, # binary tasks: the class to score (default: the last sorted class)
+                      class_descriptions:dict|None=None, # class label -> readable text for the prompt
+                      n_estimates:int=5, # answers per class, averaged
+                      **kwargs # passed to `elicit_attributions`
+                     ) -> AttributionPrior:
+    "Elicit a prior for the data in `csv_path`, described by `descriptions_path`; what `llmkd priors` runs."
+    df = pd.read_csv(csv_path)
+    task = TaskDescription.from_df(df, target, task_description, read_descriptions(descriptions_path), cat_names=cat_names,
+                                   positive_class=positive_class, class_descriptions=class_descriptions)
+    prior = elicit_attributions(task, teacher, n_estimates=n_estimates, **kwargs)
+    prior.provenance['data'] = Path(csv_path).name
+    return prior
