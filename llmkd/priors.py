@@ -57,7 +57,8 @@ class TaskDescription:
                  classes: list, # every class label, in the model's output order
                  scored: list|None=None, # classes to elicit; default: the last class for binary tasks, else all
                  class_descriptions: dict|None=None, # class label -> text the prompt uses (default: the label)
-                 levels: dict|None=None): # categorical column -> its levels (how `encode` one-hot encodes)
+                 levels: dict|None=None, # categorical column -> its levels (how `encode` one-hot encodes)
+                 target: str|None=None): # name of the target column, shown in the prompt
         self.description,self.features = description.strip(),{str(k):str(v) for k,v in features.items()}
         self.classes = [str(c) for c in classes]
         if len(self.classes) < 2: raise ValueError(f"A classification task needs at least 2 classes, got {self.classes}.")
@@ -65,7 +66,7 @@ class TaskDescription:
         bad = [c for c in self.scored if c not in self.classes]
         if bad: raise ValueError(f"Scored class(es) {bad} are not among the classes {self.classes}.")
         self.class_descriptions = {str(k):str(v) for k,v in (class_descriptions or {}).items()}
-        self.levels = dict(levels or {})
+        self.levels,self.target = dict(levels or {}),target
 
     @property
     def feature_names(self) -> list: return list(self.features)
@@ -82,6 +83,8 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
     if bad: raise ValueError(f"cat_names not among the feature columns: {', '.join(map(str, bad))}.")
     levels = {c: category_levels(df[c]) for c in cat_names}
     dummies = {dummy_name(c,v): (c,v) for c in cat_names for v in levels[c]}
+    clash = [d for d in dummies if d in cols]
+    if clash: raise ValueError(f"One-hot feature name(s) {', '.join(clash)} clash with existing columns; rename those columns.")
     _check_descriptions(cols, descriptions, dummies)
     features = {}
     for c in cols:
@@ -91,7 +94,7 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
             features[n] = descriptions.get(n, _derived_description(c, v, descriptions[c]))
     if classes is None: classes = category_levels(df[target])
     scored = None if positive_class is None else [positive_class]
-    return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels)
+    return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels, target=str(target))
 
 @patch(cls_method=True)
 def from_df(cls:TaskDescription,
@@ -132,7 +135,8 @@ def attribution_prompt(task:TaskDescription, cls:str) -> list:
     if cls not in task.classes: raise ValueError(f"Class {cls!r} is not among the task's classes {task.classes}.")
     def show(c): d = task.class_descriptions.get(c); return f'"{c}"' + (f" ({d})" if d else "")
     feats = "\n".join(f"{i}. {name}: {desc}" for i,(name,desc) in enumerate(task.features.items(), 1))
-    user = (f"Task: {task.description}\nClasses: {', '.join(show(c) for c in task.classes)}\n\n"
+    tgt = f"Target: {task.target}\n" if task.target else ""
+    user = (f"Task: {task.description}\n{tgt}Classes: {', '.join(show(c) for c in task.classes)}\n\n"
             f"Features ({len(task.features)}):\n{feats}\n\n"
             f"For the class {show(cls)}, assign every feature an importance score: an integer from -10 to 10. "
             f"A positive score means that increasing the feature's value increases the probability of the class {show(cls)}; "
