@@ -302,6 +302,7 @@ def plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
 
 # %% ../nbs/02_priors.ipynb #00000030
 def _endpoint_host(teacher) -> str|None:
+    if isinstance(getattr(teacher, 'host', None), str): return teacher.host
     url = getattr(teacher, 'base_url', None) or getattr(getattr(teacher, 'client', None), 'base_url', None)
     if url is None: return None
     u = urlparse(str(url))
