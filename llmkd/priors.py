@@ -17,7 +17,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SYSTEM_PROMPT', 'category_levels', 'dummy_name', 'TaskDescription', 'attribution_prompt', 'FeatureScore',
            'AttributionAnswer', 'answer_schema', 'AttributionPrior', 'prompt_hash', 'elicit_attributions',
-           'read_descriptions', 'elicit_from_files']
+           'elicit_dry_run', 'read_descriptions', 'elicit_from_files']
 
 # %% ../nbs/02_priors.ipynb #00000006
 def _is_categorical(s: pd.Series) -> bool:
@@ -346,10 +346,18 @@ def elicit_attributions(task:TaskDescription, # the task: description, classes, 
     prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': _endpoint_host(teacher),
             'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
-            'cached': [bool(getattr(a, 'cached', False)) for a in answers]}
+            'cached': [bool(getattr(a, 'cached', False)) for a in answers],
+            'prompt_tokens': sum(getattr(getattr(a, 'usage', None), 'prompt_tokens', 0) for a in answers),
+            'completion_tokens': sum(getattr(getattr(a, 'usage', None), 'completion_tokens', 0) for a in answers)}
     return AttributionPrior(task.feature_names, classes, est, provenance=prov, reasoning=reasoning)
 
-# %% ../nbs/02_priors.ipynb #00000034
+# %% ../nbs/02_priors.ipynb #00000033
+def elicit_dry_run(task:TaskDescription, teacher, n_estimates:int=5, classes:list|None=None, **kwargs):
+    "The teacher's estimate of requests, tokens and cost of `elicit_attributions` with these arguments (cached requests excluded)."
+    classes = task.scored if classes is None else [str(c) for c in classes]
+    return teacher.dry_run([attribution_prompt(task, c) for c in classes], schema=answer_schema(task.feature_names), n=n_estimates, **kwargs)
+
+# %% ../nbs/02_priors.ipynb #00000035
 def read_descriptions(path) -> dict:
     "Column descriptions from a JSON object file (`.json`) or a text file of `column: description` lines."
     path = Path(path)
@@ -368,7 +376,7 @@ def read_descriptions(path) -> dict:
         out[k.strip()] = v.strip()
     return out
 
-# %% ../nbs/02_priors.ipynb #00000035
+# %% ../nbs/02_priors.ipynb #00000036
 def elicit_from_files(csv_path, # CSV with the feature columns and the target column
                       descriptions_path, # JSON or `column: description` text file (see `read_descriptions`)
                       target:str, # name of the target column
