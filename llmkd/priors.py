@@ -93,6 +93,8 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
             n = dummy_name(c,v)
             features[n] = descriptions.get(n, _derived_description(c, v, descriptions[c]))
     if classes is None: classes = category_levels(df[target])
+    unknown = sorted(set(map(str, df[target].dropna().unique())) - set(map(str, classes)))
+    if unknown: raise ValueError(f"Target {target!r} has values not among `classes` {list(classes)}: {', '.join(unknown)}.")
     scored = None if positive_class is None else [positive_class]
     return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels, target=str(target))
 
