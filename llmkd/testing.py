@@ -57,7 +57,7 @@ def echo(body:dict) -> str:
 
 # %% ../nbs/00_testing.ipynb #00000011
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
+    protocol_version, disable_nagle_algorithm = 'HTTP/1.1', True   # no 40 ms Nagle/delayed-ACK stall per answer
     def log_message(self, *args): pass   # quiet: tests read `srv.log` instead
 
     def _send(self, status, payload=None, headers=None, raw=None):
@@ -103,15 +103,18 @@ class LLMServer:
         self.respond, self.latency, self.logprobs, self.model = respond or echo, latency, logprobs, model
         self.response_formats, self.port = tuple(response_formats), port
         self.requests, self.log, self.faults = [], [], deque()
-        self._lock, self._stopped, self._httpd = threading.Lock(), threading.Event(), None
+        self._lock, self._stopped, self._httpd, self._url = threading.Lock(), threading.Event(), None, None
 
     @property
     def base_url(self) -> str:
         "URL to give a client as `base_url`, e.g. `'http://127.0.0.1:PORT/v1'`"
-        if self._httpd is None: raise RuntimeError('LLMServer is not running: call `start()` or use it in a `with` block')
-        return f'http://127.0.0.1:{self._httpd.server_address[1]}/v1'
+        if self._url is None: raise RuntimeError('LLMServer is not running: call `start()` or use it in a `with` block')
+        return self._url   # kept after `stop()`, e.g. for checking error messages
 
-    def __repr__(self): return f'LLMServer({self.base_url if self._httpd else "stopped"}, {len(self.requests)} requests)'
+    @property
+    def running(self) -> bool: return self._httpd is not None
+
+    def __repr__(self): return f'LLMServer({self._url if self.running else "stopped"}, {len(self.requests)} requests)'
 
 # %% ../nbs/00_testing.ipynb #00000014
 from fastcore.basics import patch
@@ -123,7 +126,7 @@ def start(self:LLMServer):
     self._stopped.clear()
     httpd = _Server(('127.0.0.1', self.port), _Handler)
     httpd.llm = self
-    self._httpd = httpd
+    self._httpd, self._url = httpd, f'http://127.0.0.1:{httpd.server_address[1]}/v1'
     self._thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
     self._thread.start()
     return self

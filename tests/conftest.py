@@ -1,0 +1,23 @@
+"Shared pytest setup for llmkd: the `llm` marker (tests that need a real LLM endpoint)."
+import os, urllib.request
+import pytest
+
+
+def llamacpp_url():
+    "Base URL of a reachable OpenAI-compatible llama.cpp server (env LLMKD_LLAMACPP_URL, default 127.0.0.1:8080), or None"
+    url = os.environ.get('LLMKD_LLAMACPP_URL', 'http://127.0.0.1:8080/v1').rstrip('/')
+    try:
+        with urllib.request.urlopen(url + '/models', timeout=1): return url
+    except Exception: return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'llm: needs a real LLM endpoint; runs when LLMKD_LLM_TESTS=1 or a llama.cpp server is reachable')
+
+
+def pytest_collection_modifyitems(config, items):
+    llm_items = [i for i in items if 'llm' in i.keywords]
+    if not llm_items or os.environ.get('LLMKD_LLM_TESTS') == '1' or llamacpp_url(): return
+    skip = pytest.mark.skip(reason='needs a real LLM endpoint: start a llama.cpp server (see nbs/01_teacher.ipynb) '
+                                   'or set LLMKD_LLM_TESTS=1 / LLMKD_LLAMACPP_URL')
+    for item in llm_items: item.add_marker(skip)
