@@ -6,19 +6,23 @@ Docs: https://llmkd.github.io/llmkd/elad.html.md"""
 
 # %% ../nbs/07_elad.ipynb #00000003
 from __future__ import annotations
-import re, math, json, random, copy
+import re, math, json, random, copy, time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 import numpy as np, pandas as pd
 from pydantic import BaseModel, Field
+from fastcore.basics import store_attr
 
 # %% auto #0
-__all__ = ['TEACHER_SYSTEM', 'ArithProblem', 'make_arith_problems', 'parse_number', 'format_rationale', 'split_rationale',
-           'intra_uncertainty', 'inter_uncertainty', 'combined_uncertainty', 'StudentProbe', 'probe_uncertainty',
-           'TeacherLedger', 'Selection', 'ELADSelection', 'RandomSelection', 'DisagreementSelection', 'FullAnnotation',
-           'TeacherRevision', 'RevisionRequest', 'apply_revision', 'revision_messages', 'count_tokens_words',
-           'check_step', 'first_wrong_step', 'TeacherReply', 'OfflineArithTeacher', 'LLMTeacher']
+__all__ = ['TEACHER_SYSTEM', 'STUDENT_INSTRUCTION', 'ArithProblem', 'make_arith_problems', 'parse_number', 'format_rationale',
+           'split_rationale', 'intra_uncertainty', 'inter_uncertainty', 'combined_uncertainty', 'StudentProbe',
+           'probe_uncertainty', 'TeacherLedger', 'Selection', 'ELADSelection', 'RandomSelection',
+           'DisagreementSelection', 'FullAnnotation', 'TeacherRevision', 'RevisionRequest', 'apply_revision',
+           'revision_messages', 'count_tokens_words', 'check_step', 'first_wrong_step', 'TeacherReply',
+           'OfflineArithTeacher', 'LLMTeacher', 'student_prompt', 'forced_prefix', 'LMStudent', 'ScriptedStudent',
+           'probe_student', 'evaluate_student', 'ELADRun', 'run_elad', 'compare_strategies', 'summarize_runs',
+           'plot_accuracy_vs_tokens']
 
 # %% ../nbs/07_elad.ipynb #00000006
 @dataclass
@@ -95,16 +99,17 @@ def split_rationale(text:str,        # a rationale, e.g. 'Step 1: 5 + 3 = 8\nSte
 # %% ../nbs/07_elad.ipynb #00000010
 def intra_uncertainty(prefix_answers:Sequence,  # forced answers after each prefix of steps, shortest prefix first
                       final=None,               # the rationale's own final answer (used by 'vs_final')
-                      mode:str='flips'          # 'flips' or 'vs_final'
+                      mode:str='flips'          # 'flips', 'vs_final' or 'sampled'
                      ) -> float:
     "Instability of the forced answers along the prefixes of one rationale, in [0, 1]."
     a = list(prefix_answers)
     if mode == 'flips': return sum(x != y for x, y in zip(a[1:], a[:-1])) / (len(a)-1) if len(a) > 1 else 0.
+    if mode == 'sampled': return float(np.mean([inter_uncertainty(x) for x in a])) if a else 0.
     if mode == 'vs_final':
         if not a: return 0.
         ref = final if final is not None else a[-1]
         return sum(x != ref for x in a) / len(a)
-    raise ValueError(f"mode={mode!r}: use 'flips' or 'vs_final'")
+    raise ValueError(f"mode={mode!r}: use 'flips', 'vs_final' or 'sampled'")
 
 # %% ../nbs/07_elad.ipynb #00000013
 def inter_uncertainty(answers:Sequence,             # final answers of M sampled rationales (None: no answer)
@@ -197,7 +202,12 @@ class Selection:
 class ELADSelection(Selection):
     "ELAD: combined intra- and inter-explanation uncertainty."
     name, needs_prefixes, needs_samples = 'elad', True, True
-    def __init__(self, w_intra:float=0.5, intra_mode:str='flips', inter_method:str='disagreement'): self.w_intra, self.intra_mode, self.inter_method = w_intra, intra_mode, inter_method
+    def __init__(self, w_intra:float=0.5,            # weight of intra-explanation uncertainty
+                 intra_mode:str='flips',              # see `intra_uncertainty`
+                 inter_method:str='disagreement',     # see `inter_uncertainty`
+                 forced_samples:int=1):               # forced answers per prefix (>1 for intra_mode='sampled')
+        if intra_mode == 'sampled' and forced_samples < 2: raise ValueError("intra_mode='sampled' needs forced_samples >= 2")
+        store_attr()
     def scores(self, probes, rng): return probe_uncertainty(probes, self.intra_mode, self.inter_method, self.w_intra).combined.values
 
 class RandomSelection(Selection):
@@ -351,3 +361,209 @@ class LLMTeacher:
             u = None if isinstance(a, BaseException) else a.usage
             replies.append(TeacherReply(r.idx, a.parsed if ok else None, _get(u, 'prompt_tokens') if u else 0, _get(u, 'completion_tokens') if u else 0))
         return replies, {k: _get(self.teacher.usage, k) - before[k] for k in keys}
+
+# %% ../nbs/07_elad.ipynb #00000035
+STUDENT_INSTRUCTION = 'Solve it step by step, one equation per line, then give the answer.'
+
+def student_prompt(question:str, instruction:str=STUDENT_INSTRUCTION) -> str:
+    "The user message the student answers."
+    return f'{question}\n{instruction}'
+
+def forced_prefix(steps:Sequence[str]) -> str:
+    "Response lead-in that forces an answer right after `steps`."
+    return (format_rationale(steps) + '\n' if steps else '') + 'Answer:'
+
+# %% ../nbs/07_elad.ipynb #00000037
+class LMStudent:
+    "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
+    def __init__(self, model, tok,
+                 max_new_tokens:int=64,    # tokens of a rationale
+                 answer_tokens:int=6,      # tokens of a forced answer
+                 temperature:float=0.8,    # sampling temperature of the M rationales
+                 bs:int=64,                # generation batch size
+                 lr:float=1e-3, epochs:int=2, train_bs:int=8, wd:float=0.,
+                 lora=False,               # True / dict of `llmkd.lm.add_lora` arguments: train adapters only
+                 system:str|None=None, instruction:str=STUDENT_INSTRUCTION, seed:int=0):
+        if lora:
+            from llmkd.lm import add_lora
+            model = add_lora(model, **(lora if isinstance(lora, dict) else {}))
+        store_attr()
+        self.calls = 0
+
+    def _gen(self, questions, prefixes='', **kw):
+        from llmkd.lm import generate
+        self.calls += 1
+        return generate(self.model, self.tok, [student_prompt(q, self.instruction) for q in questions], prefix=prefixes,
+                        system=self.system, bs=self.bs, **kw)
+
+    def solve(self, questions:Sequence[str], n:int=1, sample:bool=False, seed=None) -> list[str]:
+        "Rationales, `n` per question (grouped by question); greedy unless `sample`."
+        qs = [q for q in questions for _ in range(n)]
+        return self._gen(qs, max_new_tokens=self.max_new_tokens, do_sample=sample, temperature=self.temperature, seed=seed)
+
+    def force(self, questions:Sequence[str], prefixes:Sequence[str], n:int=1, sample:bool=False, seed=None) -> list[str]:
+        "Short answers after each response lead-in (one lead-in per question), `n` per lead-in; greedy unless `sample`."
+        qs, ps = [q for q in questions for _ in range(n)], [p for p in prefixes for _ in range(n)]
+        return self._gen(qs, ps, max_new_tokens=self.answer_tokens, do_sample=sample, temperature=self.temperature, seed=seed)
+
+    def finetune(self, questions:Sequence[str], responses:Sequence[str]):
+        "Fine-tune on question -> response with the prompt tokens masked from the loss."
+        from llmkd.lm import lm_items, lm_dls, lm_learner
+        items = lm_items(self.tok, [student_prompt(q, self.instruction) for q in questions], list(responses), system=self.system)
+        dev = next(self.model.parameters()).device
+        dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev)
+        learn = lm_learner(dls, self.model, lr=self.lr, wd=self.wd)
+        with learn.no_bar(), learn.no_logging(): learn.fit(self.epochs)
+        self.model.eval()
+        return learn
+
+class ScriptedStudent:
+    "A student that replays fixed outputs (for tests): dicts keyed by question, and by (question, forced lead-in) (a list: sampled)."
+    def __init__(self, rationales:dict, samples:dict|None=None, forced:dict|None=None, default:str='Answer: 0'):
+        self.rationales, self.samples, self.forced, self.default = rationales, samples or {}, forced or {}, default
+        self.trained, self.calls = [], []
+    def solve(self, questions, n=1, sample=False, seed=None):
+        self.calls.append(('solve', len(questions)*n))
+        if sample: return [s for q in questions for s in (self.samples.get(q) or [self.default]*n)[:n]]
+        return [self.rationales.get(q, self.default) for q in questions]
+    def force(self, questions, prefixes, n=1, sample=False, seed=None):
+        self.calls.append(('force', len(questions)*n))
+        out = [self.forced.get((q, p), '0') for q, p in zip(questions, prefixes)]
+        return [o if isinstance(o, str) else o[i % len(o)] for o in out for i in range(n)]
+    def finetune(self, questions, responses): self.trained.append(list(zip(questions, responses)))
+
+# %% ../nbs/07_elad.ipynb #00000039
+def probe_student(student, questions:Sequence[str], idxs:Sequence[int],
+                  prefixes:bool=True,       # forced answers after each prefix of the greedy rationale
+                  n_samples:int=0,          # M sampled rationales per question (0: none)
+                  empty_prefix:bool=False,  # also force an answer before any step
+                  max_steps:int=8,          # prefixes probed at most (runaway rationales)
+                  forced_samples:int=1,     # >1: sample that many forced answers per prefix (intra mode 'sampled')
+                  seed=None) -> list[StudentProbe]:
+    "Greedy rationales, forced answers after each prefix (one batched call) and sampled answers of the student."
+    probes = []
+    for i, r in zip(idxs, student.solve(questions)):
+        steps, ans = split_rationale(r)
+        probes.append(StudentProbe(i, r, steps, ans))
+    if prefixes:
+        owner, qs, leads = [], [], []
+        for k, p in enumerate(probes):
+            for j in range(0 if empty_prefix else 1, min(len(p.steps), max_steps)+1):
+                owner.append(k); qs.append(questions[k]); leads.append(forced_prefix(p.steps[:j]))
+        if qs:
+            n = forced_samples
+            outs = [parse_number(o.strip().split('\n')[0]) for o in student.force(qs, leads, n=n, sample=n > 1, seed=seed)]
+            for j, k in enumerate(owner): probes[k].prefix_answers.append(outs[j] if n == 1 else outs[j*n:(j+1)*n])
+    if n_samples:
+        outs = student.solve(questions, n=n_samples, sample=True, seed=seed)
+        for k, p in enumerate(probes): p.sampled_answers = [split_rationale(o)[1] for o in outs[k*n_samples:(k+1)*n_samples]]
+    return probes
+
+def evaluate_student(student, problems:Sequence[ArithProblem]) -> dict:
+    "Accuracy of the greedy answers, and the mean fraction of gold steps the rationale gets right before its first error."
+    acc, reach = [], []
+    for p, o in zip(problems, student.solve([p.question for p in problems])):
+        steps, ans = split_rationale(o)
+        j = first_wrong_step(steps, p)
+        acc.append(ans == p.answer); reach.append((len(p.values) if j is None else j) / len(p.values))
+    return dict(accuracy=float(np.mean(acc)), step_accuracy=float(np.mean(reach)))
+
+# %% ../nbs/07_elad.ipynb #0000003e
+@dataclass
+class ELADRun:
+    "What one run of the loop produced."
+    history: pd.DataFrame   # one row per round
+    ledger: TeacherLedger
+    annotations: dict       # pool index -> revised rationale the student was trained on
+    probes: list            # per round, the probes of the unannotated pool
+    stop_reason: str
+
+def _annotate(student, teacher, pool, sel_idx, probes_by_idx):
+    "Teacher requests for the selected items (greedy rationales generated for those without a probe)."
+    scratch = getattr(teacher, 'mode', 'revise') == 'scratch'
+    missing = [i for i in sel_idx if i not in probes_by_idx and not scratch]
+    if missing:
+        for i, r in zip(missing, student.solve([pool[i].question for i in missing])): probes_by_idx[i] = StudentProbe(i, r, *split_rationale(r))
+    reqs = []
+    for i in sel_idx:
+        p = probes_by_idx.get(i, StudentProbe(i))
+        reqs.append(RevisionRequest(i, pool[i].question, [] if scratch else p.steps, None if scratch else p.answer, pool[i]))
+    return reqs
+
+# %% ../nbs/07_elad.ipynb #0000003f
+def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[ArithProblem],
+             selection:Selection|None=None,   # default: ELADSelection()
+             rounds:int=5, b:int=8,            # rounds; items sent to the teacher per round
+             budget:int|None=None,             # teacher completion tokens in all
+             budget_requests:int|None=None,    # teacher requests in all
+             n_samples:int=4,                  # M sampled rationales (when the strategy needs them)
+             empty_prefix:bool=False, max_steps:int=8,
+             train_on:str='all',               # fine-tune each round on 'all' annotations so far or only the 'new' ones
+             patience:int|None=None, min_delta:float=0.,
+             seed:int=0, log:Callable|None=None) -> ELADRun:
+    "Active distillation: probe the student, select within the budget, let the teacher revise, fine-tune, evaluate."
+    if train_on not in ('all', 'new'): raise ValueError(f"train_on={train_on!r}: use 'all' or 'new'")
+    selection = selection or ELADSelection()
+    rng, ledger, ann, all_probes, hist = np.random.default_rng(seed), TeacherLedger(budget, budget_requests), {}, [], []
+    def row(r, t):
+        led = ledger
+        hist.append(dict(strategy=selection.name, round=r, tokens=led.tokens, prompt_tokens=led._sum('prompt_tokens'),
+                         requests=led.requests, annotated=len(ann), **evaluate_student(student, heldout), seconds=t))
+        if log: log(hist[-1])
+    row(0, 0.)
+    stop, best, stale = 'rounds', hist[-1]['accuracy'], 0
+    for r in range(1, rounds+1):
+        t0 = time.perf_counter()
+        cand = [i for i in range(len(pool)) if i not in ann]
+        n_aff = ledger.n_affordable(teacher.max_cost)
+        if not cand: stop = 'pool'; break
+        if n_aff < 1: stop = 'budget'; break
+        probing = selection.needs_prefixes or selection.needs_samples
+        probes = probe_student(student, [pool[i].question for i in cand], cand, prefixes=selection.needs_prefixes,
+                               n_samples=n_samples if selection.needs_samples else 0, empty_prefix=empty_prefix, max_steps=max_steps,
+                               forced_samples=getattr(selection, 'forced_samples', 1), seed=seed*1000+r) if probing else [StudentProbe(i) for i in cand]
+        all_probes.append(probes)
+        picked = selection.select(probes, b, n_aff, rng)
+        reqs = _annotate(student, teacher, pool, picked, {p.idx: p for p in probes if probing})
+        replies, usage = teacher(reqs)
+        new = {}
+        for q, rep in zip(reqs, replies):
+            if rep.revision is not None: new[q.idx] = format_rationale(apply_revision(q.steps, rep.revision), rep.revision.final_answer)
+        ledger.record(r, usage['requests'], usage['prompt_tokens'], usage['completion_tokens'], len(new))
+        ann.update(new)
+        train = ann if train_on == 'all' else new
+        if train: student.finetune([pool[i].question for i in train], list(train.values()))
+        row(r, time.perf_counter() - t0)
+        acc = hist[-1]['accuracy']
+        if acc > best + min_delta: best, stale = acc, 0
+        else: stale += 1
+        if patience is not None and stale >= patience: stop = 'plateau'; break
+    if stop == 'rounds' and ledger.n_affordable(teacher.max_cost) < 1: stop = 'budget'
+    return ELADRun(pd.DataFrame(hist), ledger, ann, all_probes, stop)
+
+# %% ../nbs/07_elad.ipynb #00000046
+def compare_strategies(make_student:Callable,          # () -> a fresh student (same initial weights each time)
+                       teacher, pool, heldout,
+                       selections:Sequence[Selection], # e.g. [ELADSelection(), RandomSelection(), DisagreementSelection()]
+                       **kwargs) -> tuple[pd.DataFrame, dict]:
+    "Run `run_elad` for every strategy; the stacked histories and the runs by strategy name."
+    runs = {}
+    for sel in selections: runs[sel.name] = run_elad(make_student(), teacher, pool, heldout, sel, **kwargs)
+    return pd.concat([r.history for r in runs.values()], ignore_index=True), runs
+
+def summarize_runs(history:pd.DataFrame, metrics=('accuracy', 'step_accuracy')) -> pd.DataFrame:
+    "Per strategy: teacher tokens, requests and items at the end, final and best held-out metrics, seconds."
+    g = history.groupby('strategy', sort=False)
+    d = g[['tokens', 'prompt_tokens', 'requests', 'annotated']].last()
+    for m in metrics: d[f'final_{m}'], d[f'best_{m}'] = g[m].last(), g[m].max()
+    d['rounds'], d['seconds'] = g['round'].max(), g['seconds'].sum().round(1)
+    return d
+
+def plot_accuracy_vs_tokens(history:pd.DataFrame, metric:str='accuracy', ax=None, title=None):
+    "Held-out `metric` against cumulative teacher completion tokens, one line per strategy."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))
+    for name, h in history.groupby('strategy', sort=False): ax.plot(h.tokens, h[metric], marker='o', label=name)
+    ax.set_xlabel('teacher completion tokens spent'); ax.set_ylabel(f'held-out {metric}'); ax.legend()
+    if title: ax.set_title(title)
+    return ax
