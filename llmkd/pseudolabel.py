@@ -353,8 +353,13 @@ class ConfidenceError(RuntimeError):
 
 # %% ../nbs/04_pseudolabel.ipynb #0000002d
 def _is_answer_failure(e:Exception) -> bool:
-    "Whether a teacher exception is a final invalid (structured) answer rather than a transport error."
-    return isinstance(e, ValueError) or any(k in type(e).__name__ for k in ('Schema', 'Parse', 'Validation', 'Structured'))
+    "Whether a teacher exception is a final invalid structured answer (rather than a transport error)."
+    from llmkd.teacher import StructuredOutputError
+    return isinstance(e, (StructuredOutputError, ValueError))
+
+def _answer_text(a) -> str:
+    "The raw answer of an answer or of a final `StructuredOutputError`."
+    return a.text if not isinstance(a, Exception) else str(getattr(a, 'answer', None) or a)
 
 def _ask_checked(teacher, convs:list, check:Callable, schema=None, max_reasks:int=2, progress:bool=True, **kw) -> list[tuple]:
     "Ask every conversation; returns (answer, check(answer)) or (answer|exception, error) per conversation."
@@ -423,7 +428,7 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
         if method == 'logprob' and not isinstance(out[0][0], Exception) and out[0][0].choices[0].logprobs is None:
             continue  # the server sends no logprobs: do not pay for answers that cannot be scored
         if len(convs) > 1: out += _ask_checked(teacher, convs[1:], progress=progress, **args)
-        bad = [(i, texts[i], str(a) if isinstance(a, Exception) else a.text) for i, (a, r) in zip(todo, out) if isinstance(r, Exception)]
+        bad = [(i, texts[i], _answer_text(a)) for i, (a, r) in zip(todo, out) if isinstance(r, Exception)]
         if bad: raise LabelError(bad, classes)
         for i, (a, r) in zip(todo, out): rows[i] = _row(method, a, r, classes)
         todo = [i for i in todo if rows[i] is None]
