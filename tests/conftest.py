@@ -21,3 +21,11 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='needs a real LLM endpoint: start a llama.cpp server (see nbs/01_teacher.ipynb) '
                                    'or set LLMKD_LLM_TESTS=1 / LLMKD_LLAMACPP_URL')
     for item in llm_items: item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def llamacpp():
+    "Base URL of the llama.cpp server for `llm` tests (fails clearly when LLMKD_LLM_TESTS=1 but none is reachable)"
+    url = llamacpp_url()
+    if url is None: pytest.fail('no llama.cpp server reachable at LLMKD_LLAMACPP_URL or http://127.0.0.1:8080/v1 (see nbs/01_teacher.ipynb)')
+    return url

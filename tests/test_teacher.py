@@ -92,7 +92,7 @@ def test_429_honours_retry_after_over_backoff(srv):
     srv.inject('rate_limit', times=2, retry_after=0.3)
     t0 = time.perf_counter()
     fast_teacher(srv).ask('x')
-    assert 0.6 <= time.perf_counter() - t0 < 3
+    assert 0.6 <= time.perf_counter() - t0 < 5
 
 
 def test_retries_exhausted_error_names_host_not_key(srv, caplog):
@@ -116,7 +116,7 @@ def test_hang_hits_the_timeout(srv):
     t = fast_teacher(srv, timeout=0.3, max_retries=0)
     t0 = time.perf_counter()
     with pytest.raises(TeacherTimeoutError, match='timed out'): t.ask('hello')
-    assert 0.3 <= time.perf_counter() - t0 < 2
+    assert 0.3 <= time.perf_counter() - t0 < 5
     srv.inject('hang', seconds=20)                        # with a retry, the second attempt answers
     a = fast_teacher(srv, timeout=0.3, max_retries=1).ask('hello')
     assert a.text == 'hello' and a.usage.retries == 1
