@@ -89,7 +89,7 @@ class Choice:
 
 @dataclass
 class Answer:
-    "The teacher's answer: `choices`, what the call cost (`usage`), and whether it came entirely from the cache"
+    "The teacher's answer: `choices`, what this call cost (`usage`; no tokens when cached) and whether it was all `cached`"
     choices:list; usage:Usage; cached:bool=False
     @property
     def text(self): return self.choices[0].text
@@ -324,7 +324,7 @@ def _request(self:Teacher, messages, schema=None, mode='json_schema', n=1, tempe
         req['response_format'] = {'type': 'json_schema', 'json_schema': {'name': schema.__name__, 'schema': schema.model_json_schema(), 'strict': False}}
     elif schema is not None:
         req['messages'] = _with_schema_prompt(messages, schema)
-        if mode == 'json_object': req['response_format'] = {'type': 'json_object'}
+        if mode == 'json_object': req['response_format'] = {'type': 'json_object', 'schema': schema.model_json_schema()}
     if n != 1: req['n'] = n
     if top_logprobs: logprobs = True
     for k, v in dict(temperature=temperature, max_tokens=max_tokens, seed=seed, top_logprobs=top_logprobs).items():
