@@ -55,7 +55,7 @@ def bbc_news(path:Path|None=None, # folder with one sub-folder of .txt articles 
     if not rows: raise FileNotFoundError(f"No articles found under {path}: expected one folder of .txt files per topic")
     return pd.DataFrame(rows, columns=['text','label'])
 
-# %% ../nbs/04_pseudolabel.ipynb #0000000c
+# %% ../nbs/04_pseudolabel.ipynb #0000000d
 MINILM_ID = 'all-MiniLM-L6-v2'
 
 def minilm_path() -> Path:
@@ -80,7 +80,7 @@ def _load_sentence_model(path:str, device:str):
     finally:
         if bar: hf_logging.enable_progress_bar()
 
-# %% ../nbs/04_pseudolabel.ipynb #0000000d
+# %% ../nbs/04_pseudolabel.ipynb #0000000e
 def llmkd_cache_dir() -> Path:
     "llmkd's cache folder: `LLMKD_CACHE_DIR`, else the user cache dir / 'llmkd'."
     if os.environ.get('LLMKD_CACHE_DIR'): return Path(os.environ['LLMKD_CACHE_DIR'])
@@ -113,7 +113,7 @@ class EmbeddingCache:
     def __len__(self):
         with self._con() as con: return con.execute('SELECT COUNT(*) FROM emb').fetchone()[0]
 
-# %% ../nbs/04_pseudolabel.ipynb #0000000e
+# %% ../nbs/04_pseudolabel.ipynb #0000000f
 def embed_texts(texts:Sequence[str], # texts to embed
                 model=None, # None (all-MiniLM-L6-v2), a model directory, or a loaded SentenceTransformer
                 model_id:str|None=None, # cache key of the model; required for a loaded model when caching
@@ -144,7 +144,7 @@ def embed_texts(texts:Sequence[str], # texts to embed
             if store is not None: store.put(ks, vecs)
     return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000013
+# %% ../nbs/04_pseudolabel.ipynb #00000015
 class ProbaTeacher:
     "A teacher from any callable `texts -> probabilities` (n_texts x n_classes, columns in `classes` order)."
     source = 'model_proba'
@@ -163,7 +163,7 @@ class ProbaTeacher:
         return p
     def __repr__(self): return f'{type(self).__name__}(classes={self.classes})'
 
-# %% ../nbs/04_pseudolabel.ipynb #00000014
+# %% ../nbs/04_pseudolabel.ipynb #00000017
 def _from_sklearn(cls, model, # a fitted scikit-learn classifier or pipeline that takes raw texts
                   classes=None): # class names (default: `model.classes_`)
     "A `ProbaTeacher` from a fitted scikit-learn model's `predict_proba`."
@@ -186,7 +186,7 @@ def _from_learner(cls, learn, # a trained fastai Learner
 ProbaTeacher.from_sklearn = classmethod(_from_sklearn)
 ProbaTeacher.from_learner = classmethod(_from_learner)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000018
+# %% ../nbs/04_pseudolabel.ipynb #0000001d
 def _softmax(z:np.ndarray, axis:int=-1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
@@ -222,7 +222,7 @@ class EmbeddingTeacher(ProbaTeacher):
         sims = self.embed(list(texts), progress=self.progress) @ self.label_embeddings().T
         return _softmax(sims.astype(np.float64)/self.temperature, axis=1)
 
-# %% ../nbs/04_pseudolabel.ipynb #0000001e
+# %% ../nbs/04_pseudolabel.ipynb #00000024
 def _text_turn(text:str, max_chars:int|None=None) -> str:
     return f"Text:\n{str(text)[:max_chars] if max_chars else text}"
 
@@ -248,7 +248,7 @@ def label_prompt(text:str, classes:Sequence[str], # text to label; allowed label
                  {'role': 'assistant', 'content': _answer_turn(ex_label, structured, verbalized)}]
     return msgs + [{'role': 'user', 'content': _text_turn(text, max_chars)}]
 
-# %% ../nbs/04_pseudolabel.ipynb #0000001f
+# %% ../nbs/04_pseudolabel.ipynb #00000026
 def label_schema(classes:Sequence[str], verbalized:bool=False):
     "Pydantic model of an answer: `label` is an enum of `classes` (plus `confidence` in [0, 1] when `verbalized`)."
     from pydantic import Field, create_model
@@ -256,7 +256,7 @@ def label_schema(classes:Sequence[str], verbalized:bool=False):
     if verbalized: return create_model('LabelWithConfidence', label=(Label, ...), confidence=(float, Field(ge=0, le=1)))
     return create_model('Label', label=(Label, ...))
 
-# %% ../nbs/04_pseudolabel.ipynb #00000023
+# %% ../nbs/04_pseudolabel.ipynb #0000002a
 def _match_label(answer, classes:Sequence[str]) -> str:
     s = str(answer).strip() if answer is not None else ''
     if s in classes: return s
@@ -280,7 +280,7 @@ def parse_label(text:str, classes:Sequence[str], json_answer:bool=True, verbaliz
         raise ValueError(f"The answer {text!r} needs a \"confidence\" between 0 and 1")
     return label, float(conf)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000026
+# %% ../nbs/04_pseudolabel.ipynb #0000002d
 def _logsumexp(xs) -> float:
     xs = [x for x in xs if x != -math.inf]
     if not xs: return -math.inf
@@ -293,7 +293,7 @@ def _label_start(text:str, label:str) -> int|None:
     pos = m.end() if m else len(text) - len(text.lstrip(' \t\n"\'`'))
     return pos if text[pos:pos+len(label)].lower() == label.lower() else None
 
-# %% ../nbs/04_pseudolabel.ipynb #00000027
+# %% ../nbs/04_pseudolabel.ipynb #0000002e
 def _label_of_token(tok:str, prefix:str, classes:Sequence[str]) -> list[str]:
     "Labels that token `tok` (an alternative at the label's first position) begins."
     if prefix and tok.startswith(prefix): tok = tok[len(prefix):]
@@ -325,7 +325,7 @@ def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with 
             return probs[list(classes).index(label)], 'logprob_labels', probs
     return seq, 'logprob', None
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002c
+# %% ../nbs/04_pseudolabel.ipynb #00000034
 CONFIDENCE_SOURCES = {
     'logprob_labels': "softmax of the label tokens' logprobs over the labels found in top_logprobs",
     'logprob': "probability of the answered label's tokens (top_logprobs missing or not separable)",
@@ -351,11 +351,11 @@ class LabelError(ValueError):
 class ConfidenceError(RuntimeError):
     "No confidence method worked for some texts."
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002d
+# %% ../nbs/04_pseudolabel.ipynb #00000035
 def _is_answer_failure(e:Exception) -> bool:
     "Whether a teacher exception is a final invalid structured answer (rather than a transport error)."
     from llmkd.teacher import StructuredOutputError
-    return isinstance(e, (StructuredOutputError, ValueError))
+    return isinstance(e, StructuredOutputError)
 
 def _answer_text(a) -> str:
     "The raw answer of an answer or of a final `StructuredOutputError`."
@@ -377,7 +377,7 @@ def _ask_checked(teacher, convs:list, check:Callable, schema=None, max_reasks:in
         for i in todo: convs[i] += [{'role': 'assistant', 'content': out[i][0].text}, {'role': 'user', 'content': f'{out[i][1]}. Answer again.'}]
     return out
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002e
+# %% ../nbs/04_pseudolabel.ipynb #00000036
 def _choice_label(choice, classes, json_answer:bool, verbalized:bool=False) -> tuple[str, float|None]:
     parsed = getattr(choice, 'parsed', None)
     if parsed is not None and getattr(parsed, 'label', None) in classes: return parsed.label, getattr(parsed, 'confidence', None)
@@ -394,7 +394,7 @@ def _votes(answer, classes, json_answer:bool) -> tuple[str, float, list[float]]:
     label, k = counts.most_common(1)[0]
     return label, k/total, [counts[c]/total for c in classes]
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002f
+# %% ../nbs/04_pseudolabel.ipynb #00000037
 def _method_request(method, classes, structured, n_samples, temperature, top_logprobs) -> tuple[dict, Callable]:
     "Request parameters and answer check of a confidence method."
     if method == 'logprob':
@@ -413,7 +413,7 @@ def _row(method, answer, checked, classes) -> dict|None:
         return dict(label=checked[0], confidence=checked[1], confidence_source='agreement', answer=json.dumps([c.text for c in answer.choices]), probs=checked[2])
     return dict(label=checked[0], confidence=checked[1], confidence_source='verbalized', answer=answer.text, probs=None)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000030
+# %% ../nbs/04_pseudolabel.ipynb #00000038
 def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods=('logprob','agreement','verbalized'), n_samples=5,
               temperature=1.0, top_logprobs=10, structured=True, max_reasks=2, max_chars=None, progress=True, **ask_kwargs) -> list[dict]:
     rows, todo = [None]*len(texts), list(range(len(texts)))
@@ -436,7 +436,7 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
                                    "(no logprobs from the server?): use confidence='auto' or add 'agreement' / 'verbalized'")
     return rows
 
-# %% ../nbs/04_pseudolabel.ipynb #00000031
+# %% ../nbs/04_pseudolabel.ipynb #00000039
 def _check_classes(classes) -> list[str]:
     if classes is None: raise ValueError("Pass `classes`: a list of labels or a {label: description} dict")
     classes = [c for c in classes]
@@ -456,7 +456,7 @@ def _proba_rows(texts, classes, teacher, batch_size=256, progress=True) -> tuple
             for p, k in zip(P, P.argmax(1))]
     return rows, classes
 
-# %% ../nbs/04_pseudolabel.ipynb #00000032
+# %% ../nbs/04_pseudolabel.ipynb #0000003a
 def pseudo_label(texts:Sequence[str], # the unlabeled pool
                  classes:Sequence[str]|dict|None=None, # labels, or {label: description}; default: the teacher's classes
                  teacher=None, # `llmkd.teacher.Teacher`, a `ProbaTeacher` / scikit-learn classifier, or None: `EmbeddingTeacher`
@@ -492,7 +492,7 @@ def pseudo_label(texts:Sequence[str], # the unlabeled pool
     df.attrs['classes'] = list(classes)
     return df
 
-# %% ../nbs/04_pseudolabel.ipynb #00000033
+# %% ../nbs/04_pseudolabel.ipynb #0000003c
 def default_teacher(descriptions:dict, # {label: description} for the offline teacher
                     **kwargs): # passed to `Teacher`
     "An LLM `Teacher` when an endpoint is configured (`LLMKD_MODEL` and `OPENAI_BASE_URL` set), else the offline `EmbeddingTeacher`."
