@@ -18,8 +18,8 @@ from fastai.tabular.model import TabularModel
 
 # %% auto #0
 __all__ = ['transform_prior', 'select_output', 'input_gradient', 'mean_input_gradient', 'input_x_gradient',
-           'integrated_gradients', 'unit_mse', 'penalty_from_attributions', 'laat_penalty', 'StackedLinear',
-           'StackedMLP', 'AttributionRegularizer']
+           'integrated_gradients', 'unit_mse', 'penalty_from_attributions', 'penalty_from_output', 'laat_penalty',
+           'StackedLinear', 'StackedMLP', 'AttributionRegularizer']
 
 # %% ../../nbs/03_callback.attribution.ipynb #00000007
 def transform_prior(scores, # prior scores, (F,) or (F, C): one column per class
@@ -113,6 +113,26 @@ def penalty_from_attributions(attr:torch.Tensor, # per-sample attributions (R, N
 # %% ../../nbs/03_callback.attribution.ipynb #0000001a
 _methods = ('input_grad', 'input_x_grad', 'integrated_gradients')
 
+def _groups(x, target, y):
+    "x as (R, N, F), and per-sample classes (R, N) for a multi-class target, else None"
+    x3 = x if x.dim() == 3 else x[None]
+    return x3, (None if target.shape[1] == 1 else torch.as_tensor(y, device=x.device).reshape(x3.shape[:-1]))
+
+def penalty_from_output(out:torch.Tensor, # model output computed from `x`
+                        x:torch.Tensor, # input (N, F) or (R, N, F) that requires grad
+                        target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
+                        y=None, # class indices (N,) / (R, N): needed when K > 1
+                        method:str='input_grad', # 'input_grad' or 'input_x_grad'
+                       ) -> tuple: # penalty and cosine per repetition, each (R,)
+    "LAAT penalty from an output already computed on `x`: no second forward pass (what the callback does)."
+    x3, group = _groups(x, target, y)
+    f = select_output(out, x.shape[:-1], None if group is None else group.reshape(x.shape[:-1]))
+    g = torch.autograd.grad(f.sum(), x, create_graph=True)[0].reshape(x3.shape)
+    if method == 'input_grad': return penalty_from_attributions(g, target, group)
+    if method == 'input_x_grad': return penalty_from_attributions(x3 * g, target, group, x3)
+    raise ValueError(f"penalty_from_output supports 'input_grad' and 'input_x_grad', not {method!r}.")
+
+# %% ../../nbs/03_callback.attribution.ipynb #0000001b
 def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) for a stacked model
                  target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
                  y=None, # class indices (N,) / (R, N): needed when K > 1 (true-class logit against that class)
@@ -121,18 +141,15 @@ def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) f
                 ) -> tuple: # penalty and cosine per repetition, each (R,) ((1,) for an unstacked model)
     "Unweighted LAAT penalty MSE(unit(attribution), t_hat) of `model` on `x`, for use in a plain torch loop."
     if method not in _methods: raise ValueError(f"Unknown method {method!r}: use one of {_methods}.")
-    x3 = x if x.dim() == 3 else x[None]
-    group = None if target.shape[1] == 1 else torch.as_tensor(y).reshape(x3.shape[:-1])
-    tgt = None if group is None else group.reshape(x.shape[:-1])
-    if method == 'integrated_gradients':
-        b = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype).expand_as(x)
-        a = integrated_gradients(model, x, tgt, b, n_steps)
-        return penalty_from_attributions(a.reshape(x3.shape), target, group, (x - b).reshape(x3.shape))
-    g = input_gradient(model, x, tgt).reshape(x3.shape)
-    if method == 'input_grad': return penalty_from_attributions(g, target, group)
-    return penalty_from_attributions(x3 * g, target, group, x3)
+    if method != 'integrated_gradients':
+        x = x.detach().requires_grad_()
+        return penalty_from_output(model(x), x, target, y, method)
+    x3, group = _groups(x, target, y)
+    b = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
+    a = integrated_gradients(model, x, None if group is None else group.reshape(x.shape[:-1]), b, n_steps)
+    return penalty_from_attributions(a.reshape(x3.shape), target, group, (x - b).reshape(x3.shape))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000021
+# %% ../../nbs/03_callback.attribution.ipynb #00000024
 class StackedLinear(nn.Module):
     "`n_rep` independent `nn.Linear(n_in, n_out)` layers applied to x of shape (n_rep, N, n_in)."
     def __init__(self, n_rep:int, n_in:int, n_out:int=1):
@@ -147,7 +164,7 @@ class StackedLinear(nn.Module):
         with torch.no_grad(): lin.weight.copy_(self.weight[r].T); lin.bias.copy_(self.bias[r, 0])
         return lin
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000022
+# %% ../../nbs/03_callback.attribution.ipynb #00000025
 class StackedMLP(nn.Sequential):
     "`n_rep` independent MLPs Linear(n_in, n_hidden) -> ReLU -> Linear(n_hidden, n_out) on x of shape (n_rep, N, n_in)."
     def __init__(self, n_rep:int, n_in:int, n_hidden:int=100, n_out:int=1):
@@ -156,7 +173,7 @@ class StackedMLP(nn.Sequential):
         "Repetition `r` as an independent `nn.Sequential` MLP (a copy)."
         return nn.Sequential(self[0].unstack(r), nn.ReLU(), self[2].unstack(r))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000027
+# %% ../../nbs/03_callback.attribution.ipynb #0000002a
 def _prior_table(prior) -> tuple:
     "(feature names or None, class names or None, scores (F, K)) of an AttributionPrior, DataFrame, Series or array"
     if hasattr(prior, 'scores') and hasattr(prior, 'features'): prior = prior.scores
@@ -177,7 +194,7 @@ def _match_features(model_features:list, prior_features:list, exclude=()) -> tup
             "input names, in order), `exclude=` (model inputs to leave out of the penalty), or edit the prior.")
     return [model_features.index(f) for f in keep], [prior_features.index(f) for f in keep]
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000029
+# %% ../../nbs/03_callback.attribution.ipynb #0000002c
 @contextmanager
 def _bn_eval(model):
     "BatchNorm layers use their running statistics inside (a train-mode BN couples the samples of a batch)"
@@ -202,7 +219,7 @@ def _capture(embeds):
     finally:
         for h in hs: h.remove()
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002a
+# %% ../../nbs/03_callback.attribution.ipynb #0000002d
 class AttributionRegularizer(Callback):
     "LAAT: add `gamma` * MSE(unit(model attribution), unit(transformed prior)) to the training loss."
     order, run_valid = 55, False  # after Recorder (50), whose columns it extends; before ProgressCallback (60)
@@ -223,7 +240,7 @@ class AttributionRegularizer(Callback):
         transform_prior(_prior_table(prior)[2], transform)   # fail early on a bad prior or transform
         self.target = None
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002b
+# %% ../../nbs/03_callback.attribution.ipynb #0000002e
 @patch
 def _setup(self:AttributionRegularizer):
     "Find the attributed inputs, match features and classes, and put the target (F, K) on the model's device."
@@ -247,7 +264,7 @@ def _setup(self:AttributionRegularizer):
     S, self._pos = self._match_classes(S, classes, getattr(dls, 'vocab', None))
     self.target = transform_prior(S, self.transform).to(next(model.parameters()).device)
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002c
+# %% ../../nbs/03_callback.attribution.ipynb #0000002f
 @patch
 def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
     "Reorder a multi-class prior to the model's outputs; for a binary prior, the index of its class in two logits."
@@ -259,7 +276,7 @@ def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
         f"are {outs}: pass `classes=` (the model's output classes in order, named as in the prior).")
     return S[:, [classes.index(c) for c in outs]], 1
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002d
+# %% ../../nbs/03_callback.attribution.ipynb #00000030
 @patch
 def _group(self:AttributionRegularizer, y, lead):
     "Class index per sample (None for a binary prior); soft targets use their argmax."
@@ -278,7 +295,7 @@ def _select(self:AttributionRegularizer, out, lead, y) -> tuple:
     raise ValueError(f"The prior scores {K} class(es) but the model has {n_out} outputs: a binary prior needs "
                      "one or two logits, a prior with C classes needs C outputs.")
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002e
+# %% ../../nbs/03_callback.attribution.ipynb #00000031
 @patch
 def _forward(self:AttributionRegularizer, xb, fresh:bool) -> tuple:
     "Output, attributed input and embedding outputs: the training forward, or a fresh float32 one."
@@ -299,7 +316,7 @@ def _finish(self:AttributionRegularizer, a, v, group) -> tuple:
     if a.dim() == 3: return a, v, group
     return a[None], (None if v is None else v[None]), (None if group is None else group[None])
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002f
+# %% ../../nbs/03_callback.attribution.ipynb #00000032
 @patch
 def _attr(self:AttributionRegularizer, xb, y, fresh:bool, create_graph:bool=True) -> tuple:
     "Per-sample attributions (R, N, F), input values (R, N, F) for per-sample targets or None, and class groups."
@@ -314,7 +331,7 @@ def _attr(self:AttributionRegularizer, xb, y, fresh:bool, create_graph:bool=True
     if x.shape[-1]: cols.append(gs[0] * x if xg else gs[0]); vals.append(x)
     return self._finish(torch.cat(cols, -1), torch.cat(vals, -1) if xg else None, group)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000030
+# %% ../../nbs/03_callback.attribution.ipynb #00000033
 @patch
 def _ig(self:AttributionRegularizer, xb, y, create_graph:bool=True) -> tuple:
     "Integrated-gradients attributions per sample, graph kept (one batched fresh forward of n_steps*N rows)."
@@ -330,7 +347,7 @@ def _ig(self:AttributionRegularizer, xb, y, create_graph:bool=True) -> tuple:
     a = (x - b) * g.unflatten(-2, (n, x.shape[-2])).mean(-3)
     return self._finish(a, x - b, self._group(y, x.shape[:-1]))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000031
+# %% ../../nbs/03_callback.attribution.ipynb #00000034
 @patch
 def before_fit(self:AttributionRegularizer):
     "Skip lr_find/get_preds; set up the target; add the recorder columns before 'time'."
@@ -355,7 +372,7 @@ def before_batch(self:AttributionRegularizer):
 @patch
 def after_pred(self:AttributionRegularizer): self._amp = torch.is_autocast_enabled(self.xb[self._xi].device.type)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000032
+# %% ../../nbs/03_callback.attribution.ipynb #00000035
 @patch
 def after_loss(self:AttributionRegularizer):
     "Add gamma * penalty to `loss_grad` (before MixedPrecision scales it) and to the logged loss; accumulate on device."
@@ -380,7 +397,7 @@ def after_fit(self:AttributionRegularizer): self._logging = False
 @patch
 def after_cancel_fit(self:AttributionRegularizer): self._logging = False
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000033
+# %% ../../nbs/03_callback.attribution.ipynb #00000036
 @patch
 def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
     "The model's attributions on a batch (default: one training batch), prior's feature order: (K, F), or (R, K, F) stacked."
@@ -394,7 +411,7 @@ def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
     g = torch.einsum('rnk,rnf->rkf', w, a.detach()) / w.sum(-2).clamp_min(1)[..., None]
     return g if xb[self._xi].dim() == 3 else g[0]
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000034
+# %% ../../nbs/03_callback.attribution.ipynb #00000037
 @patch
 def laat(self:Learner, prior, **kwargs) -> Learner:
     "Train with LAAT: add an `AttributionRegularizer(prior, **kwargs)`, replacing any present; chainable."
