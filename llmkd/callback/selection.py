@@ -89,50 +89,48 @@ class SampleSelector(Callback):
         conf = torch.as_tensor(conf, dtype=torch.float32).flatten()
         if conf.numel() == 0: raise ValueError('conf is empty: pass one teacher confidence per pool sample.')
         if bool((conf < 0).any() | (conf > 1).any()): raise ValueError('conf must lie in [0, 1]: pass probabilities of the predicted label.')
-        store_attr('conf,weighted,n_classes')
-        self.sample_loss = sample_loss or (lambda pred, y: F.cross_entropy(pred.float(), y, reduction='none'))
-        self.use_count = torch.zeros(len(conf), dtype=torch.int32)
-        self.used, self.n_steps, self._hist, self._mets = None, 0, [], []
-        self._sel_sum, self._sel_n = None, 0
+        store_attr('conf,weighted,sample_loss,n_classes')
+        self.use_count = torch.zeros(len(conf))   # times each pool sample was selected (this process)
+        self.used, self.n_steps, self._hist, self._mets, self._sel_sum, self._sel_n = None, 0, [], [], None, 0
 
     @property
     def name(self): return 'selector'
-    @property
-    def pool_size(self): return len(self.conf)
-
-    def select(self, c, u, y):
-        "Return `(mask, raw_weight)` for a batch with confidences `c`, uncertainties `u` and pseudo-labels `y`"
+    def select(self, c, u, y, idx):
+        "Return `(mask, raw_weight)` for confidences `c`, uncertainties `u`, pseudo-labels `y`, pool indices `idx`"
         raise NotImplementedError
-
+    def _to(self, device): self.conf, self.use_count = self.conf.to(device), self.use_count.to(device)
     def _hist_row(self): return []
     def _hist_cols(self): return []
     def _resolve_warmup(self): pass
+    @property
+    def weight(self):
+        "Weights of the last batch: raw weights of the selected samples normalised to mean 1 (0 elsewhere)"
+        return self._mw * self._wscale
 
-# %% ../../nbs/05_callback.selection.ipynb #00000011
+# %% ../../nbs/05_callback.selection.ipynb #00000012
 class _SelectorMetric(ValueMetric):
     "A recorder column filled by a `SampleSelector`"
-
-@patch
-def _to(self:SampleSelector, device):
-    "Move the pool tensors to `device` (once, when the first batch arrives there)"
-    self.conf, self.use_count = self.conf.to(device), self.use_count.to(device)
 
 @patch
 def step(self:SampleSelector, pred, y, idx):
     "Selection loss of one training batch (`pred` logits, pseudo-labels `y`, pool indices `idx`); updates the state"
     if self.n_classes is None: self.n_classes = pred.shape[-1]
     if self.conf.device != pred.device: self._to(pred.device)
-    y, idx = y.long(), idx.long()
-    c, u = self.conf[idx], normalized_entropy(pred.detach())
+    y, idx, world = y.long(), idx.long(), world_size()
+    logp = F.log_softmax(pred.float(), dim=-1)
+    u = (logp.detach().exp() * logp.detach()).sum(-1) * (-1 / math.log(pred.shape[-1]))
+    c = self.conf[idx]
     mask, w = self.select(c, u, y, idx)
     mask = mask.float()
-    w = w.float() if self.weighted else torch.ones_like(c)
-    n_sel, w_sum, n = all_reduce_sum(torch.stack([mask.sum(), (mask*w).sum(), torch.ones_like(c).sum()])).unbind()
-    self.weight = mask * w * (n_sel / w_sum.clamp_min(1e-12))   # mean 1 over the selected samples
-    loss = (self.weight * self.sample_loss(pred, y)).sum() / n_sel.clamp_min(1.) * world_size()
-    self.mask = mask
-    self.use_count.index_add_(0, idx, mask.int())
-    frac = n_sel / n
+    mw = mask * w if self.weighted else mask
+    counts = [mask.sum(), mw.sum()] + ([torch.ones_like(c).sum()] if world > 1 else [])
+    counts = all_reduce_sum(torch.stack(counts))
+    ce = -logp.gather(1, y[:, None])[:, 0] if self.sample_loss is None else self.sample_loss(pred, y)
+    w_sum = counts[1].clamp_min(1e-12)
+    loss = (mw * ce).sum() / w_sum * world if world > 1 else (mw * ce).sum() / w_sum
+    self.mask, self._mw, self._wscale = mask, mw, counts[0] / w_sum
+    self.use_count.index_add_(0, idx, mask)
+    frac = counts[0] / (counts[2] if world > 1 else len(c))
     self._sel_sum, self._sel_n = (frac if self._sel_sum is None else self._sel_sum + frac), self._sel_n + 1
     self._hist.append(torch.cat([frac.view(1), *self._hist_row()]))
     self.n_steps += 1
@@ -150,7 +148,7 @@ def history(self:SampleSelector):
     if not self._hist: return pd.DataFrame(columns=['sel_frac', *self._hist_cols()])
     return pd.DataFrame(torch.stack(self._hist).cpu().numpy(), columns=['sel_frac', *self._hist_cols()])
 
-# %% ../../nbs/05_callback.selection.ipynb #00000013
+# %% ../../nbs/05_callback.selection.ipynb #00000014
 @patch
 def _indexed(self:SampleSelector):
     ds = getattr(self.dl, 'dataset', None)
@@ -176,26 +174,31 @@ def before_batch(self:SampleSelector):
     self.learn.xb, self.learn.yb, self._idx = b[:-2], (b[-2],), b[-1]
 
 @patch
-def after_loss(self:SampleSelector):
-    if not (self.training and getattr(self, 'selecting', False)) or self._idx is None: return
-    loss = self.step(self.pred, self.yb[0], self._idx)
-    self.learn.loss_grad, self.learn.loss = loss, loss.detach()
+def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
 
 @patch
-def before_train(self:SampleSelector): self._sel_sum, self._sel_n = None, 0
+def before_train(self:SampleSelector):
+    self._sel_sum, self._sel_n = None, 0
+    if getattr(self, 'selecting', False): self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
+
 @patch
 def after_train(self:SampleSelector):
-    if getattr(self, 'selecting', False): self.sync_used()
+    if not getattr(self, 'selecting', False): return
+    self.learn.loss_func = self.old_lf
+    self.sync_used()
+
 @patch
 def _epoch_sel_frac(self:SampleSelector): return float('nan') if self._sel_sum is None else self._sel_sum / self._sel_n
 @patch
 def _pool_used(self:SampleSelector): return float('nan') if self.used is None else self.used.float().mean()
+
 @patch
 def after_fit(self:SampleSelector):
+    if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
     if self._mets: self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SelectorMetric)]
     self._mets = []
 
-# %% ../../nbs/05_callback.selection.ipynb #00000015
+# %% ../../nbs/05_callback.selection.ipynb #00000016
 class ConfidenceSelector(SampleSelector):
     "LLKD selection: teacher-confident, student-uncertain samples under per-class EMA thresholds, weighted by c*u"
     def __init__(self, conf, # Teacher confidence of every pool sample (N,)
@@ -212,46 +215,48 @@ class ConfidenceSelector(SampleSelector):
         if isinstance(warmup, float) and not 0 <= warmup < 1: raise ValueError(f'warmup={warmup}: a float is a share of the steps in [0, 1); pass an int for a number of steps.')
         store_attr('momentum,warmup,tau_t_init,tau_s_init,per_class')
         self.warmup_steps = warmup if isinstance(warmup, int) else None
-        self.tau_t = self.tau_s = self.cbar = self.ubar = None
+        self.tau = self.bar = None   # (2,): global [tau_T, tau_S]; (C, 2): per class [cbar, ubar]
 
     def _init_state(self, C, device):
-        f = lambda v: torch.tensor(float(v), device=device)
-        self.tau_t, self.tau_s = f(self.tau_t_init or 1/C), f(self.tau_s_init or 1/C)
-        self.cbar, self.ubar = torch.full((C,), 1/C, device=device), torch.full((C,), 1/C, device=device)
-
+        self.tau = torch.tensor([self.tau_t_init or 1/C, self.tau_s_init or 1/C], device=device)
+        self.bar = torch.full((C, 2), 1/C, device=device)
     def _to(self, device):
         super()._to(device)
-        if self.tau_t is not None:
-            self.tau_t, self.tau_s, self.cbar, self.ubar = (t.to(device) for t in (self.tau_t, self.tau_s, self.cbar, self.ubar))
-
+        if self.tau is not None: self.tau, self.bar = self.tau.to(device), self.bar.to(device)
     def _resolve_warmup(self):
         if self.warmup_steps is None: self.warmup_steps = round(self.warmup * self.n_epoch * len(self.dls.train))
+    tau_t = property(lambda self: self.tau[0], doc='Global teacher-confidence EMA')
+    tau_s = property(lambda self: self.tau[1], doc='Global student-uncertainty EMA')
+    cbar  = property(lambda self: self.bar[:, 0], doc='Per-class EMA of the teacher confidence')
+    ubar  = property(lambda self: self.bar[:, 1], doc='Per-class EMA of the student uncertainty')
 
-# %% ../../nbs/05_callback.selection.ipynb #00000017
+# %% ../../nbs/05_callback.selection.ipynb #00000018
+@patch
+def _thr(self:ConfidenceSelector):
+    "Thresholds as a (C, 2) tensor: columns tau_T(y), tau_S(y)"
+    if not self.per_class: return self.tau.expand(self.n_classes, 2)
+    return self.tau * self.bar / self.bar.amax(0)
+
 @patch
 def thresholds(self:ConfidenceSelector):
     "Per-class thresholds `(tau_T(y), tau_S(y))`, each of shape (C,)"
-    if self.tau_t is None: raise ValueError('No thresholds yet: they start with the first training batch.')
-    if not self.per_class: return self.tau_t.expand(self.n_classes), self.tau_s.expand(self.n_classes)
-    return self.tau_t * self.cbar / self.cbar.max(), self.tau_s * self.ubar / self.ubar.max()
+    if self.tau is None: raise ValueError('No thresholds yet: they start with the first training batch.')
+    return self._thr().unbind(1)
 
 @patch
 def select(self:ConfidenceSelector, c, u, y, idx):
     C = self.n_classes
-    if self.tau_t is None: self._init_state(C, c.device)
+    if self.tau is None: self._init_state(C, c.device)
     if self.warmup_steps is None: raise ValueError('warmup is a share of the steps of a fit: train with Learner.fit, or pass an int number of steps.')
-    ones = torch.ones_like(c)
-    per_class = lambda v: v.new_zeros(C).index_add_(0, y, v)
-    s = all_reduce_sum(torch.cat([torch.stack([c.sum(), u.sum(), ones.sum()]), per_class(c), per_class(u), per_class(ones)]))
-    m, n, nk = self.momentum, s[2], s[3+2*C:]
-    self.tau_t = m*self.tau_t + (1-m)*s[0]/n
-    self.tau_s = m*self.tau_s + (1-m)*s[1]/n
-    seen = nk > 0
-    self.cbar = torch.where(seen, m*self.cbar + (1-m)*s[3:3+C]/nk.clamp_min(1), self.cbar)
-    self.ubar = torch.where(seen, m*self.ubar + (1-m)*s[3+C:3+2*C]/nk.clamp_min(1), self.ubar)
-    thr_t, thr_s = self.thresholds()
-    keep = c >= thr_t[y]
-    if self.n_steps >= self.warmup_steps: keep = keep & (u >= thr_s[y])
+    vals = torch.stack([c, u, torch.ones_like(c)], 1)
+    per = all_reduce_sum(vals.new_zeros(C, 3).index_add_(0, y, vals))   # per class: sum c, sum u, count
+    tot, n_k = per.sum(0), per[:, 2:]
+    self.tau = self.tau.lerp(tot[:2] / tot[2], 1 - self.momentum)
+    self.bar = torch.where(n_k > 0, self.bar.lerp(per[:, :2] / n_k.clamp_min(1), 1 - self.momentum), self.bar)
+    self._last_thr = thr = self._thr()
+    t = thr[y]
+    keep = c >= t[:, 0]
+    if self.n_steps >= self.warmup_steps: keep = keep & (u >= t[:, 1])
     return keep, c*u
 
 @patch
@@ -260,9 +265,9 @@ def _hist_cols(self:ConfidenceSelector):
     return ['tau_t', 'tau_s', *[f'tau_t_{k}' for k in range(C)], *[f'tau_s_{k}' for k in range(C)]]
 
 @patch
-def _hist_row(self:ConfidenceSelector): return [self.tau_t.view(1), self.tau_s.view(1), *self.thresholds()]
+def _hist_row(self:ConfidenceSelector): return [self.tau, self._last_thr.T.reshape(-1)]
 
-# %% ../../nbs/05_callback.selection.ipynb #00000021
+# %% ../../nbs/05_callback.selection.ipynb #00000022
 class AllLabelsSelector(SampleSelector):
     "Baseline: train on every pseudo-label, unweighted"
     def select(self, c, u, y, idx): return torch.ones_like(c, dtype=torch.bool), torch.ones_like(c)
@@ -286,7 +291,7 @@ class RandomSubsetSelector(SampleSelector):
     def _to(self, device): super()._to(device); self.subset = self.subset.to(device)
     def select(self, c, u, y, idx): return self.subset[idx], torch.ones_like(c)
 
-# %% ../../nbs/05_callback.selection.ipynb #00000024
+# %% ../../nbs/05_callback.selection.ipynb #00000025
 selectors = dict(llkd=ConfidenceSelector, all=AllLabelsSelector, fixed=FixedThresholdSelector, random=RandomSubsetSelector)
 
 @patch
@@ -299,7 +304,7 @@ def llkd(self:Learner, conf, # Teacher confidence of every pool sample (N,)
     self.add_cb(selectors[strategy](conf, **kwargs))
     return self
 
-# %% ../../nbs/05_callback.selection.ipynb #0000002e
+# %% ../../nbs/05_callback.selection.ipynb #0000002f
 @patch
 def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (default: 0..C-1)
                     figsize=(12, 3.2)):
@@ -320,7 +325,7 @@ def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (defaul
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/05_callback.selection.ipynb #0000002f
+# %% ../../nbs/05_callback.selection.ipynb #00000030
 @patch
 def pool_uncertainty(self:ConfidenceSelector):
     "Student's normalised entropy and the pseudo-labels over the whole pool, in pool order"
