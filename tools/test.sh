@@ -22,7 +22,7 @@ step "README.md must be generated from nbs/index.ipynb"
 python tools/readme.py --check || fail "README.md differs from nbs/index.ipynb (run: python tools/readme.py)"
 
 step "nbdev-test (notebook cells as tests)"
-nbdev-test --n_workers 2 || fail "notebook tests"
+nbdev-test --n-workers 2 || fail "notebook tests"
 
 step "docs site (offline render of nbs/_quarto.yml) and link check"
 python tools/docs.py --check || fail "docs build"
