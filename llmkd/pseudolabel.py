@@ -232,7 +232,7 @@ def _answer_turn(label:str, json_answer:bool, verbalized:bool=False) -> str:
 
 def label_prompt(text:str, classes:Sequence[str], # text to label; allowed labels
                  descriptions:dict|None=None, # {label: one-line description}
-                 examples:Sequence[tuple[str,str]]|None=None, # few-shot (text, label) pairs
+                 examples:Sequence[tuple[str,str]]|pd.DataFrame|None=None, # few-shot (text, label) pairs, or a DataFrame(text, label)
                  structured:bool=True, # ask for JSON {"label": ...} (else the bare label)
                  verbalized:bool=False, # also ask for a confidence from 0 to 1 (always JSON)
                  max_chars:int|None=None) -> list[dict]: # truncate texts to this many characters
@@ -242,6 +242,7 @@ def label_prompt(text:str, classes:Sequence[str], # text to label; allowed label
     elif structured: fmt = 'Answer with JSON {"label": <one of the labels>} and nothing else.'
     else: fmt = 'Answer with the label only, exactly as written above, and nothing else.'
     msgs = [{'role': 'system', 'content': f"Classify the text into exactly one of these labels:\n{labels}\n{fmt}"}]
+    if isinstance(examples, pd.DataFrame): examples = list(zip(examples['text'], examples['label']))
     for ex_text, ex_label in examples or []:
         if ex_label not in classes: raise ValueError(f"Few-shot example label {ex_label!r} is not one of the labels {list(classes)}")
         msgs += [{'role': 'user', 'content': _text_turn(ex_text, max_chars)},
