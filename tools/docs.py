@@ -10,7 +10,14 @@ from urllib.parse import urlparse, unquote
 from nbdev.config import get_config
 from nbdev.quarto import refresh_quarto_yml
 from nbdev.serve import proc_nbs
-import nbdev.doclinks
+import nbdev.doclinks, nbdev.processors
+
+_do_eval = nbdev.processors._do_eval
+def _do_eval_unflagged(cell):
+    "nbdev's rule for the cells to run while rendering docs, but never a cell flagged slow, llm or cuda."
+    flags = set(get_config().tst_flags.split())
+    return None if flags & set(getattr(cell, 'directives_', {})) else _do_eval(cell)
+nbdev.processors._do_eval = _do_eval_unflagged
 
 def _output_file(nb):
     m = re.search(r'output-file:\s*(\S+)', nb.read_text())
