@@ -8,6 +8,7 @@ Docs: https://llmkd.github.io/llmkd/pseudolabel.html.md"""
 from __future__ import annotations
 import os, json, math, hashlib, sqlite3, re
 from collections import Counter
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -91,33 +92,38 @@ def llmkd_cache_dir() -> Path:
     import platformdirs
     return Path(platformdirs.user_cache_dir('llmkd'))
 
+# %% ../nbs/04_pseudolabel.ipynb #00000010
 class EmbeddingCache:
     "Sentence embeddings in one sqlite file, keyed by model id + text hash; written batch by batch."
     def __init__(self, path:Path|str|None=None): # sqlite file; default: `llmkd_cache_dir()/'embeddings.sqlite'`
         self.path = Path(path or llmkd_cache_dir()/'embeddings.sqlite')
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._con() as con: con.execute('CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)')
-    def _con(self): return sqlite3.connect(self.path, timeout=60)
+        with self._db() as con: con.execute('CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)')
+    @contextmanager
+    def _db(self):
+        con = sqlite3.connect(self.path, timeout=60)
+        try:
+            with con: yield con   # commits on success
+        finally: con.close()
     @staticmethod
     def key(model_id:str, text:str) -> str: return hashlib.sha256(f'{model_id}\x00{text}'.encode()).hexdigest()
     def get(self, keys:list[str]) -> dict[str, np.ndarray]:
         "Cached vectors for `keys` (missing keys are absent from the result)."
-        out, con = {}, self._con()
-        try:
+        out = {}
+        with self._db() as con:
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i+500]
                 q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?'*len(chunk))})"
-                out.update({k: np.frombuffer(v, dtype=np.float32) for k,v in con.execute(q, chunk)})
-        finally: con.close()
+                out.update({k: np.frombuffer(v, dtype=np.float32) for k, v in con.execute(q, chunk)})
         return out
     def put(self, keys:list[str], vecs:np.ndarray):
         "Store `vecs` (one row per key) and commit at once."
-        with self._con() as con:
-            con.executemany('INSERT OR REPLACE INTO emb VALUES (?,?)', [(k, np.asarray(v, np.float32).tobytes()) for k,v in zip(keys, vecs)])
+        with self._db() as con:
+            con.executemany('INSERT OR REPLACE INTO emb VALUES (?,?)', [(k, np.asarray(v, np.float32).tobytes()) for k, v in zip(keys, vecs)])
     def __len__(self):
-        with self._con() as con: return con.execute('SELECT COUNT(*) FROM emb').fetchone()[0]
+        with self._db() as con: return con.execute('SELECT COUNT(*) FROM emb').fetchone()[0]
 
-# %% ../nbs/04_pseudolabel.ipynb #00000010
+# %% ../nbs/04_pseudolabel.ipynb #00000011
 def embed_texts(texts:Sequence[str], # texts to embed
                 model=None, # None (all-MiniLM-L6-v2), a model directory, or a loaded SentenceTransformer
                 model_id:str|None=None, # cache key of the model; required for a loaded model when caching
@@ -149,7 +155,7 @@ def embed_texts(texts:Sequence[str], # texts to embed
             if store is not None: store.put(ks, vecs)
     return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000016
+# %% ../nbs/04_pseudolabel.ipynb #00000017
 class ProbaTeacher:
     "A teacher from any callable `texts -> probabilities` (n_texts x n_classes, columns in `classes` order)."
     source = 'model_proba'
@@ -168,7 +174,7 @@ class ProbaTeacher:
         return p
     def __repr__(self): return f'{type(self).__name__}(classes={self.classes})'
 
-# %% ../nbs/04_pseudolabel.ipynb #00000018
+# %% ../nbs/04_pseudolabel.ipynb #00000019
 def _from_sklearn(cls, model, # a fitted scikit-learn classifier or pipeline that takes raw texts
                   classes=None): # class names (default: `model.classes_`)
     "A `ProbaTeacher` from a fitted scikit-learn model's `predict_proba`."
@@ -191,12 +197,13 @@ def _from_learner(cls, learn, # a trained fastai Learner
 ProbaTeacher.from_sklearn = classmethod(_from_sklearn)
 ProbaTeacher.from_learner = classmethod(_from_learner)
 
-# %% ../nbs/04_pseudolabel.ipynb #0000001e
+# %% ../nbs/04_pseudolabel.ipynb #0000001f
 def _softmax(z:np.ndarray, axis:int=-1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e/e.sum(axis=axis, keepdims=True)
 
+# %% ../nbs/04_pseudolabel.ipynb #00000020
 class EmbeddingTeacher(ProbaTeacher):
     "Offline zero-shot teacher: softmax over cosine similarities between text and label-description embeddings."
     source = 'embedding_similarity'
@@ -227,7 +234,7 @@ class EmbeddingTeacher(ProbaTeacher):
         sims = self.embed(list(texts), progress=self.progress) @ self.label_embeddings().T
         return _softmax(sims.astype(np.float64)/self.temperature, axis=1)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000025
+# %% ../nbs/04_pseudolabel.ipynb #00000027
 def _text_turn(text:str, max_chars:int|None=None) -> str:
     return f"Text:\n{str(text)[:max_chars] if max_chars else text}"
 
@@ -254,7 +261,7 @@ def label_prompt(text:str, classes:Sequence[str], # text to label; allowed label
                  {'role': 'assistant', 'content': _answer_turn(ex_label, structured, verbalized)}]
     return msgs + [{'role': 'user', 'content': _text_turn(text, max_chars)}]
 
-# %% ../nbs/04_pseudolabel.ipynb #00000027
+# %% ../nbs/04_pseudolabel.ipynb #00000029
 def label_schema(classes:Sequence[str], verbalized:bool=False):
     "Pydantic model of an answer: `label` is an enum of `classes` (plus `confidence` in [0, 1] when `verbalized`)."
     from pydantic import Field, create_model
@@ -262,7 +269,7 @@ def label_schema(classes:Sequence[str], verbalized:bool=False):
     if verbalized: return create_model('LabelWithConfidence', label=(Label, ...), confidence=(float, Field(ge=0, le=1)))
     return create_model('Label', label=(Label, ...))
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002b
+# %% ../nbs/04_pseudolabel.ipynb #0000002d
 def _match_label(answer, classes:Sequence[str]) -> str:
     s = str(answer).strip() if answer is not None else ''
     if s in classes: return s
@@ -286,7 +293,7 @@ def parse_label(text:str, classes:Sequence[str], json_answer:bool=True, verbaliz
         raise ValueError(f"The answer {text!r} needs a \"confidence\" between 0 and 1")
     return label, float(conf)
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002e
+# %% ../nbs/04_pseudolabel.ipynb #00000030
 def _logsumexp(xs) -> float:
     xs = [x for x in xs if x != -math.inf]
     if not xs: return -math.inf
@@ -299,7 +306,7 @@ def _label_start(text:str, label:str) -> int|None:
     pos = m.end() if m else len(text) - len(text.lstrip(' \t\n"\'`'))
     return pos if text[pos:pos+len(label)].lower() == label.lower() else None
 
-# %% ../nbs/04_pseudolabel.ipynb #0000002f
+# %% ../nbs/04_pseudolabel.ipynb #00000031
 def _label_of_token(tok:str, prefix:str, classes:Sequence[str]) -> list[str]:
     "Labels that token `tok` (an alternative at the label's first position) begins."
     if prefix and tok.startswith(prefix): tok = tok[len(prefix):]
@@ -331,7 +338,7 @@ def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with 
             return probs[list(classes).index(label)], 'logprob_labels', probs
     return seq, 'logprob', None
 
-# %% ../nbs/04_pseudolabel.ipynb #00000035
+# %% ../nbs/04_pseudolabel.ipynb #00000037
 CONFIDENCE_SOURCES = {
     'logprob_labels': "softmax of the label tokens' logprobs over the labels found in top_logprobs",
     'logprob': "probability of the answered label's tokens (top_logprobs missing or not separable)",
@@ -357,7 +364,7 @@ class LabelError(ValueError):
 class ConfidenceError(RuntimeError):
     "No confidence method worked for some texts."
 
-# %% ../nbs/04_pseudolabel.ipynb #00000036
+# %% ../nbs/04_pseudolabel.ipynb #00000038
 def _is_answer_failure(e:Exception) -> bool:
     "Whether a teacher exception is a final invalid structured answer (rather than a transport error)."
     from llmkd.teacher import StructuredOutputError
@@ -383,7 +390,7 @@ def _ask_checked(teacher, convs:list, check:Callable, schema=None, max_reasks:in
         for i in todo: convs[i] += [{'role': 'assistant', 'content': out[i][0].text}, {'role': 'user', 'content': f'{out[i][1]}. Answer again.'}]
     return out
 
-# %% ../nbs/04_pseudolabel.ipynb #00000037
+# %% ../nbs/04_pseudolabel.ipynb #00000039
 def _choice_label(choice, classes, json_answer:bool, verbalized:bool=False) -> tuple[str, float|None]:
     parsed = getattr(choice, 'parsed', None)
     if parsed is not None and getattr(parsed, 'label', None) in classes: return parsed.label, getattr(parsed, 'confidence', None)
@@ -400,7 +407,7 @@ def _votes(answer, classes, json_answer:bool) -> tuple[str, float, list[float]]:
     label, k = counts.most_common(1)[0]
     return label, k/total, [counts[c]/total for c in classes]
 
-# %% ../nbs/04_pseudolabel.ipynb #00000038
+# %% ../nbs/04_pseudolabel.ipynb #0000003a
 def _method_request(method, classes, structured, n_samples, temperature, top_logprobs) -> tuple[dict, Callable]:
     "Request parameters and answer check of a confidence method."
     if method == 'logprob':
@@ -419,7 +426,7 @@ def _row(method, answer, checked, classes) -> dict|None:
         return dict(label=checked[0], confidence=checked[1], confidence_source='agreement', answer=json.dumps([c.text for c in answer.choices]), probs=checked[2])
     return dict(label=checked[0], confidence=checked[1], confidence_source='verbalized', answer=answer.text, probs=None)
 
-# %% ../nbs/04_pseudolabel.ipynb #00000039
+# %% ../nbs/04_pseudolabel.ipynb #0000003b
 def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods=('logprob','agreement','verbalized'), n_samples=5,
               temperature=1.0, top_logprobs=10, structured=True, max_reasks=2, max_chars=None, progress=True, **ask_kwargs) -> list[dict]:
     rows, todo = [None]*len(texts), list(range(len(texts)))
@@ -442,7 +449,7 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
                                    "(no logprobs from the server?): use confidence='auto' or add 'agreement' / 'verbalized'")
     return rows
 
-# %% ../nbs/04_pseudolabel.ipynb #0000003a
+# %% ../nbs/04_pseudolabel.ipynb #0000003c
 def _check_classes(classes) -> list[str]:
     if classes is None: raise ValueError("Pass `classes`: a list of labels or a {label: description} dict")
     classes = [c for c in classes]
@@ -462,7 +469,7 @@ def _proba_rows(texts, classes, teacher, batch_size=256, progress=True) -> tuple
             for p, k in zip(P, P.argmax(1))]
     return rows, classes
 
-# %% ../nbs/04_pseudolabel.ipynb #0000003b
+# %% ../nbs/04_pseudolabel.ipynb #0000003d
 def _confidence_methods(confidence) -> tuple[str, ...]:
     methods = ('logprob', 'agreement', 'verbalized') if confidence == 'auto' else tuple(listify(confidence))
     if unknown := [m for m in methods if m not in ('logprob', 'agreement', 'verbalized')]:
@@ -476,7 +483,7 @@ def _as_teacher(teacher, classes, descriptions):
     if hasattr(teacher, 'predict_proba') and hasattr(teacher, 'classes_'): return ProbaTeacher.from_sklearn(teacher)
     raise TypeError(f"Unsupported teacher {type(teacher).__name__}: use llmkd.teacher.Teacher, a ProbaTeacher or a scikit-learn classifier")
 
-# %% ../nbs/04_pseudolabel.ipynb #0000003c
+# %% ../nbs/04_pseudolabel.ipynb #0000003e
 def pseudo_label(texts:Sequence[str], # the unlabeled pool
                  classes:Sequence[str]|dict|None=None, # labels, or {label: description}; default: the teacher's classes
                  teacher=None, # `llmkd.teacher.Teacher`, a `ProbaTeacher` / scikit-learn classifier, or None: `EmbeddingTeacher`
@@ -505,7 +512,7 @@ def pseudo_label(texts:Sequence[str], # the unlabeled pool
     df.attrs['classes'] = list(classes)
     return df
 
-# %% ../nbs/04_pseudolabel.ipynb #0000003e
+# %% ../nbs/04_pseudolabel.ipynb #00000040
 def default_teacher(descriptions:dict, # {label: description} for the offline teacher
                     **kwargs): # passed to `Teacher`
     "An LLM `Teacher` when an endpoint is configured (`LLMKD_MODEL` and `OPENAI_BASE_URL` set), else the offline `EmbeddingTeacher`."
