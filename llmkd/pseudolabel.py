@@ -20,7 +20,7 @@ from fastprogress.fastprogress import progress_bar
 __all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'bbc_news_path', 'bbc_news', 'minilm_path', 'load_sentence_model',
            'llmkd_cache_dir', 'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt',
            'label_schema', 'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label',
-           'default_teacher']
+           'default_teacher', 'pseudo_label_dry_run']
 
 # %% ../nbs/04_pseudolabel.ipynb #00000007
 BBC_TOPICS = {
@@ -520,3 +520,14 @@ def default_teacher(descriptions:dict, # {label: description} for the offline te
         from llmkd.teacher import Teacher
         return Teacher(**kwargs)
     return EmbeddingTeacher(descriptions)
+
+# %% ../nbs/04_pseudolabel.ipynb #0000005a
+def pseudo_label_dry_run(texts:Sequence[str], classes:Sequence[str]|dict, teacher, # as in `pseudo_label`
+                         descriptions:dict|None=None, examples=None, structured:bool=True, top_logprobs:int=10,
+                         max_chars:int|None=None, **ask_kwargs):
+    "The teacher's estimate (`Usage`: requests, tokens, cost, cache hits) of `pseudo_label`'s first pass over `texts`."
+    if isinstance(classes, dict): descriptions, classes = {**classes, **(descriptions or {})}, list(classes)
+    classes = _check_classes(classes)
+    convs = [label_prompt(t, classes, descriptions, examples, structured=structured, max_chars=max_chars) for t in texts]
+    kw, _ = _method_request('logprob', classes, structured, 1, None, top_logprobs)
+    return teacher.dry_run(convs, schema=label_schema(classes) if structured else None, **{**ask_kwargs, **kw})
