@@ -211,9 +211,14 @@ def sample_shots(y:np.ndarray, # 0/1 labels of the training split
 
 # %% ../nbs/09_fewshot.ipynb #0000001e
 class NoValidation(Callback):
-    "Skip the validation phase of every epoch (few-shot fits are scored once, after training)."
-    order = -20
+    "Skip the validation phase of every epoch (few-shot fits are scored once, after training); no `valid_loss` column."
+    order = -20  # before Recorder (50), which names its columns in before_fit
+    def before_fit(self):
+        self.rec = getattr(self.learn, 'recorder', None)
+        if self.rec is not None: self._valid_metrics,self.rec.valid_metrics = self.rec.valid_metrics,False
     def before_validate(self): raise CancelValidException()
+    def after_fit(self):
+        if self.rec is not None: self.rec.valid_metrics = self._valid_metrics
 
 def stacked_bce(pred, y):
     "Binary cross-entropy with logits for stacked outputs (R, N, 1) or (R, N) against 0/1 targets (R, N)."
@@ -267,7 +272,7 @@ def stacked_attributions(model:nn.Module, x:torch.Tensor) -> np.ndarray:
     p = next(model.parameters())
     return mean_input_gradient(model, x.to(p.device, p.dtype), create_graph=False).detach().cpu().numpy()
 
-# %% ../nbs/09_fewshot.ipynb #00000024
+# %% ../nbs/09_fewshot.ipynb #00000026
 def fit_sklearn_lr(X:np.ndarray, y:np.ndarray, Cs=tuple(np.logspace(-3, 3, 7)), seed:int=0):
     "Logistic regression with `C` grid-searched by stratified min(5, shots)-fold CV on ROC-AUC (C=1 with 1 shot)."
     cv = min(5, int(np.bincount(y.astype(int), minlength=2).min()))
@@ -277,8 +282,8 @@ def fit_sklearn_lr(X:np.ndarray, y:np.ndarray, Cs=tuple(np.logspace(-3, 3, 7)), 
         return LogisticRegressionCV(Cs=list(Cs), cv=StratifiedKFold(cv, shuffle=True, random_state=seed), scoring='roc_auc',
                                     solver='liblinear', max_iter=1000).fit(X, y)
 
-# %% ../nbs/09_fewshot.ipynb #00000027
-METHOD_ORDER = ['LR', 'LR + LAAT', 'MLP', 'MLP + LAAT', 'sklearn LR (grid)']
+# %% ../nbs/09_fewshot.ipynb #00000029
+METHOD_ORDER = ['LR', 'LR + LAAT', 'MLP', 'MLP + LAAT', 'sklearn LR (grid)', 'prior alone']
 
 def _scores(logits, y):
     return [dict(rep=r, auc=roc_auc_score(y, l) if 0 < y.sum() < len(y) else np.nan, accuracy=float(((l > 0) == (y > .5)).mean()))
@@ -291,7 +296,7 @@ def _fit_torch(arr, idx, arch, prior, epochs, lr, gamma, seed, **kw):
     dt = time.perf_counter() - t0
     return learn, dt
 
-# %% ../nbs/09_fewshot.ipynb #00000028
+# %% ../nbs/09_fewshot.ipynb #0000002a
 def run_fewshot(ds:TabularDataset, # the dataset
                 prior=None, # `AttributionPrior` for LAAT (None: baselines only); 'shipped': the hand-written one
                 shots=(1, 5, 10), # rows per class (ints, or 'all')
@@ -301,6 +306,7 @@ def run_fewshot(ds:TabularDataset, # the dataset
                 epochs:int=200, lr:float=1e-2, gamma:float=100.,
                 seed:int=0, # seed of the shot draws and initial weights
                 keep_attributions:bool=False, # also return each student's learned attributions
+                prior_alone:bool=False, # also score the test split by the prior's target direction alone (no training)
                 **laat_kwargs # passed to `AttributionRegularizer`
                ) -> pd.DataFrame:
     "The few-shot comparison on `ds`: one row per dataset, shot count, method and repetition (ROC-AUC, accuracy)."
@@ -321,11 +327,16 @@ def run_fewshot(ds:TabularDataset, # the dataset
                 dt = time.perf_counter() - t0
                 s, = _scores(m.decision_function(arr.X_test)[None], arr.y_test)
                 rows.append(dict(dataset=ds.name, shots=k, method='sklearn LR (grid)', model='sklearn LR', laat=False, fit_s=dt, **{**s, 'rep': r}))
+        if prior is not None and prior_alone:
+            t = transform_prior(prior.tensor(arr.features)[:, 0], laat_kwargs.get('transform', 'signed_exp'))[:, 0].numpy()
+            auc = roc_auc_score(arr.y_test, arr.X_test @ t)
+            rows += [dict(dataset=ds.name, shots=k, method='prior alone', model='prior', laat=False, fit_s=0., rep=r,
+                          auc=auc, accuracy=np.nan) for r in range(reps)]
     res = pd.DataFrame(rows)
     if keep_attributions: res.attrs['attributions'], res.attrs['features'] = attrs, arr.features
     return res
 
-# %% ../nbs/09_fewshot.ipynb #0000002c
+# %% ../nbs/09_fewshot.ipynb #0000002e
 def _ordered(cols): return [c for c in METHOD_ORDER if c in cols] + [c for c in cols if c not in METHOD_ORDER]
 
 def summarize(res:pd.DataFrame, metric:str='auc', fmt:bool=True) -> pd.DataFrame:
@@ -347,7 +358,7 @@ def laat_gain(res:pd.DataFrame, metric:str='auc') -> pd.DataFrame:
     out['reps'] = d.groupby(level=[0, 1, 2], sort=False).size()
     return out.rename_axis(columns=None)
 
-# %% ../nbs/09_fewshot.ipynb #0000002e
+# %% ../nbs/09_fewshot.ipynb #00000030
 def plot_auc_vs_shots(res:pd.DataFrame, metric:str='auc', figsize=None):
     "One panel per dataset: mean `metric` against shots per class for each method, shaded ± one std."
     import matplotlib.pyplot as plt
@@ -359,14 +370,14 @@ def plot_auc_vs_shots(res:pd.DataFrame, metric:str='auc', figsize=None):
         for meth in _ordered(list(dict.fromkeys(d.method))):
             e = d[d.method == meth].sort_values('shots')
             ls = '-' if 'LAAT' in meth else '--' if 'sklearn' not in meth else ':'
-            ax.plot(e.shots, e['mean'], ls, marker='o', label=meth)
-            ax.fill_between(e.shots, e['mean'] - e['std'].fillna(0), e['mean'] + e['std'].fillna(0), alpha=.12)
+            line, = ax.plot(e.shots, e['mean'], ls, marker='o', label=meth)
+            ax.fill_between(e.shots, e['mean'] - e['std'].fillna(0), e['mean'] + e['std'].fillna(0), color=line.get_color(), alpha=.1)
         ax.set_title(dn); ax.set_xlabel('shots per class'); ax.set_xticks(sorted(d.shots.unique()))
     axs[0, 0].set_ylabel(f"test {metric.upper() if metric == 'auc' else metric}"); axs[0, -1].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/09_fewshot.ipynb #0000002f
+# %% ../nbs/09_fewshot.ipynb #00000031
 def plot_attributions(prior:AttributionPrior, # the prior the LAAT students were trained with
                       res:pd.DataFrame, # results of `run_fewshot(..., keep_attributions=True)`
                       shots, # which shot count to show
