@@ -165,6 +165,7 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
              system=None, prefix='',     # system message; response lead-in (str or one per prompt)
              chat=None,                  # use the chat template; default: when the tokenizer has one
              seed=None,                  # torch seed for sampling
+             strip=True,                 # strip whitespace around each continuation
              **kwargs):                  # passed to `model.generate`
     "Continuations of `prompts` (decoded, special tokens dropped, stripped), generated in left-padded batches."
     single = isinstance(prompts, str)
@@ -185,7 +186,8 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
             mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
             out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                              eos_token_id=tok.eos_token_id, **samp, **kwargs)
-            for i,row in zip(idx, out[:, L:].tolist()): outs[i] = tok.decode(row, skip_special_tokens=True).strip()
+            for i,row in zip(idx, out[:, L:].tolist()): outs[i] = tok.decode(row, skip_special_tokens=True)
+            if strip: outs[i] = outs[i].strip()
     finally: m.train(was_training)
     return outs[0] if single else outs
 
