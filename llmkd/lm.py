@@ -186,8 +186,9 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
             mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
             out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                              eos_token_id=tok.eos_token_id, **samp, **kwargs)
-            for i,row in zip(idx, out[:, L:].tolist()): outs[i] = tok.decode(row, skip_special_tokens=True)
-            if strip: outs[i] = outs[i].strip()
+            for i,row in zip(idx, out[:, L:].tolist()):
+                outs[i] = tok.decode(row, skip_special_tokens=True)
+                if strip: outs[i] = outs[i].strip()
     finally: m.train(was_training)
     return outs[0] if single else outs
 
