@@ -14,6 +14,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and `Learner.no_bar`
+import fastai.callback.schedule  # registers `Learner.fit_one_cycle` and `lr_find`
 from fastai.optimizer import Adam
 from fastai.torch_core import trainable_params, default_device
 

@@ -152,7 +152,7 @@ def general_pairs(n:int, seed=0, bbc_frac=0.25, max_chars=600, rg_names=RG_TASKS
 # %% ../nbs/08_tell.ipynb #0000001f
 def tell_dls(tok, anchor:AnchorPrompt,
              task,                    # task (query, response) pairs
-             general,                 # general (prompt, response) pairs, e.g. `general_pairs(...)[['prompt','response']].values`
+             general,                 # general (prompt, response) pairs, e.g. `general_pairs(...)[['prompt','response']].values`, or items from `lm_items`
              ratio=100, unit='examples', seed=0, order='stratified', repeat=False,
              valid=None,              # held-out task (query, response) pairs (anchored like the training ones)
              valid_general=None,      # held-out general pairs
@@ -160,7 +160,8 @@ def tell_dls(tok, anchor:AnchorPrompt,
     "Causal-LM `DataLoaders` over the anchored task data mixed into general data (one seeded shuffle, response-only loss)."
     kw = dict(max_len=max_len, system=system, chat=chat)
     task_items = anchor.items(tok, [q for q,_ in task], [r for _,r in task], **kw)
-    gen_items = lm_items(tok, [p for p,_ in general], [r for _,r in general], sources=[GENERAL]*len(general), **kw)
+    if len(general) and isinstance(general[0], dict): gen_items = list(general)  # already tokenised: reuse across runs
+    else: gen_items = lm_items(tok, [p for p,_ in general], [r for _,r in general], sources=[GENERAL]*len(general), **kw)
     train = mix_sources(task_items, gen_items, ratio, unit, seed, order, repeat)
     vt = anchor.items(tok, [q for q,_ in valid], [r for _,r in valid], **kw) if valid else []
     vg = lm_items(tok, [p for p,_ in valid_general], [r for _,r in valid_general], sources=[GENERAL]*len(valid_general), **kw) if valid_general else []
