@@ -248,7 +248,8 @@ def _post(self:Teacher, req:dict, usage:Usage) -> dict:
             except ValueError: last = f'malformed JSON in the response body: {text[:200]!r}'
         except openai.APIStatusError as e:
             last = _fail_msg(e)
-            if e.status_code not in RETRY_STATUS and e.status_code < 500:
+            refused_format = 'response_format' in req and 'response_format' in last   # llama-cpp-python sends 500 for these
+            if (e.status_code not in RETRY_STATUS and e.status_code < 500) or refused_format:
                 raise TeacherAPIError(scrub(f'{self.host} refused the request ({last})', self._client.api_key), e.status_code) from None
             wait = retry_after(e.response.headers)
         except openai.APIConnectionError as e: last = _fail_msg(e)
@@ -389,7 +390,7 @@ def ask(self:Teacher,
         req = self._request(msgs, schema, mode, **kw)
         try: choices = self._ask_n(req, n, usage, logprobs or bool(top_logprobs)); break
         except TeacherAPIError as e:
-            if schema is None or e.status_code not in (400, 422) or mode == MODES[-1]: raise
+            if schema is None or mode == MODES[-1] or not (e.status_code in (400, 422) or 'response_format' in str(e)): raise
             _log.info(f'{self.host} refused response_format mode {mode!r} ({e}); falling back')
             mode = MODES[MODES.index(mode) + 1]
     if schema is not None:
@@ -397,7 +398,7 @@ def ask(self:Teacher,
         choices = [self._validated(c, req, schema, max_reasks, usage, logprobs or bool(top_logprobs)) for c in choices]
     return Answer(choices, usage, cached=usage.requests == 0)
 
-# %% ../nbs/01_teacher.ipynb #0000003f
+# %% ../nbs/01_teacher.ipynb #00000041
 @patch
 def map(self:Teacher,
         items, # list of messages (each a string or a list of {'role', 'content'} dicts)
@@ -423,7 +424,7 @@ def map(self:Teacher,
                        results, errors) from errors[first]
     return results
 
-# %% ../nbs/01_teacher.ipynb #00000043
+# %% ../nbs/01_teacher.ipynb #00000045
 @patch
 def dry_run(self:Teacher,
             items, # list of messages, as for `map`

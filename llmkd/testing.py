@@ -97,11 +97,12 @@ class LLMServer:
                  respond=None, # `respond(body)`: str (every choice), list of str (one choice each) or a full response dict; default `echo`
                  latency:float=0.0, # seconds slept before every answer
                  logprobs:bool=True, # False: never return logprobs, like servers without support
-                 response_formats=('text', 'json_object', 'json_schema'), # `response_format` types accepted; others get 400
+                 response_formats=('text', 'json_object', 'json_schema'), # `response_format` types accepted; others get an error
+                 format_error_status:int=400, # status of that error (llama-cpp-python answers 500)
                  model:str='test-model', # model id listed by `/v1/models`
                  port:int=0): # 0: an ephemeral free port
         self.respond, self.latency, self.logprobs, self.model = respond or echo, latency, logprobs, model
-        self.response_formats, self.port = tuple(response_formats), port
+        self.response_formats, self.format_error_status, self.port = tuple(response_formats), format_error_status, port
         self.requests, self.log, self.faults = [], [], deque()
         self._lock, self._stopped, self._httpd, self._url = threading.Lock(), threading.Event(), None, None
 
@@ -175,7 +176,8 @@ def _handle(self:LLMServer, h, body):
     if fault == 'disconnect': h.close_connection = True; return
     if fault == 'hang': self._stopped.wait(opts.get('seconds', 30))
     fmt = (body.get('response_format') or {}).get('type', 'text')
-    if fmt not in self.response_formats: return h._error(400, f"response_format type '{fmt}' is not supported")
+    if fmt not in self.response_formats:
+        return h._error(self.format_error_status, f"response_format type '{fmt}' is not supported")
     if body.get('stream'): return h._error(400, 'stream=True is not supported by LLMServer')
     try: out = self.respond(body)
     except Exception as e: return h._error(500, f'respond raised {type(e).__name__}: {e}', 'server_error')

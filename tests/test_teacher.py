@@ -298,3 +298,12 @@ def test_environment_configuration(monkeypatch, tmp_path):
     monkeypatch.delenv('OPENAI_API_KEY')
     with pytest.raises(TeacherError, match='no API key for api.example.com'): Teacher('m', 'https://api.example.com/v1')
     with pytest.raises(TeacherError, match="messages must be a string"): Teacher('m', cache=False).ask(42)
+
+
+def test_fallback_when_server_answers_500_naming_response_format():
+    "llama-cpp-python refuses json_schema with HTTP 500: a fallback, not five retries"
+    with LLMServer(lambda b: '{"label": "x", "confidence": 0.5}', response_formats=('text', 'json_object'), format_error_status=500) as srv:
+        a = fast_teacher(srv).ask('a', schema=Label)
+    assert a.parsed.label == 'x' and (a.usage.requests, a.usage.retries) == (2, 0)
+    assert [r['response_format']['type'] for r in srv.requests] == ['json_schema', 'json_object']
+    assert srv.requests[1]['response_format']['schema'] == Label.model_json_schema()
