@@ -257,8 +257,9 @@ def fit_stacked(x:torch.Tensor, # inputs (R, N, F): R repetitions of N training 
     return learn
 
 # %% ../nbs/09_fewshot.ipynb #00000020
-def stacked_predict(model:nn.Module, X:np.ndarray|torch.Tensor, chunk:int=8192) -> np.ndarray:
-    "Logits (R, M) of every stacked student on the same rows `X` (M, F)."
+def stacked_predict(model:nn.Module|Learner, X:np.ndarray|torch.Tensor, chunk:int=8192) -> np.ndarray:
+    "Logits (R, M) of every stacked student (a stacked model or its `Learner`) on the same rows `X` (M, F)."
+    model = getattr(model, 'model', model)
     p = next(model.parameters())
     X = torch.as_tensor(X, dtype=p.dtype, device=p.device)
     R = p.shape[0]
@@ -267,8 +268,9 @@ def stacked_predict(model:nn.Module, X:np.ndarray|torch.Tensor, chunk:int=8192) 
         out = [model(X[i:i+chunk].expand(R, -1, -1)).reshape(R, -1) for i in range(0, len(X), chunk)]
     return torch.cat(out, 1).cpu().numpy()
 
-def stacked_attributions(model:nn.Module, x:torch.Tensor) -> np.ndarray:
+def stacked_attributions(model:nn.Module|Learner, x:torch.Tensor) -> np.ndarray:
     "Batch-mean input gradient (R, F) of each stacked student's logit on its own rows `x` (R, N, F)."
+    model = getattr(model, 'model', model)
     p = next(model.parameters())
     return mean_input_gradient(model, x.to(p.device, p.dtype), create_graph=False).detach().cpu().numpy()
 

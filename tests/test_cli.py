@@ -81,4 +81,4 @@ def test_demo_tiny(tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'LR + LAAT' in r.stdout and 'breast_cancer' in r.stdout and str(png) in r.stdout
     lines = csv.read_text().splitlines()
-    assert len(lines) == 1 + 2*2*5  # header + datasets x reps x methods
+    assert len(lines) == 1 + 2*2*6  # header + datasets x reps x methods (5 + the prior alone)
