@@ -19,6 +19,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
 from fastai.learner import Learner, ValueMetric
+import fastai.callback.progress  # Learner.no_bar
 
 # %% auto #0
 __all__ = ['selectors', 'IndexedDataset', 'TensorDL', 'selection_dls', 'normalized_entropy', 'world_size', 'all_reduce_sum',
@@ -267,7 +268,7 @@ def _hist_cols(self:ConfidenceSelector):
 @patch
 def _hist_row(self:ConfidenceSelector): return [self.tau, self._last_thr.T.reshape(-1)]
 
-# %% ../../nbs/05_callback.selection.ipynb #00000022
+# %% ../../nbs/05_callback.selection.ipynb #00000024
 class AllLabelsSelector(SampleSelector):
     "Baseline: train on every pseudo-label, unweighted"
     def select(self, c, u, y, idx): return torch.ones_like(c, dtype=torch.bool), torch.ones_like(c)
@@ -291,7 +292,7 @@ class RandomSubsetSelector(SampleSelector):
     def _to(self, device): super()._to(device); self.subset = self.subset.to(device)
     def select(self, c, u, y, idx): return self.subset[idx], torch.ones_like(c)
 
-# %% ../../nbs/05_callback.selection.ipynb #00000025
+# %% ../../nbs/05_callback.selection.ipynb #00000027
 selectors = dict(llkd=ConfidenceSelector, all=AllLabelsSelector, fixed=FixedThresholdSelector, random=RandomSubsetSelector)
 
 @patch
@@ -304,7 +305,7 @@ def llkd(self:Learner, conf, # Teacher confidence of every pool sample (N,)
     self.add_cb(selectors[strategy](conf, **kwargs))
     return self
 
-# %% ../../nbs/05_callback.selection.ipynb #0000002f
+# %% ../../nbs/05_callback.selection.ipynb #00000031
 @patch
 def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (default: 0..C-1)
                     figsize=(12, 3.2)):
@@ -325,11 +326,11 @@ def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (defaul
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/05_callback.selection.ipynb #00000030
+# %% ../../nbs/05_callback.selection.ipynb #00000032
 @patch
 def pool_uncertainty(self:ConfidenceSelector):
     "Student's normalised entropy and the pseudo-labels over the whole pool, in pool order"
-    logits, y = self.learn.get_preds(ds_idx=0, act=lambda o: o)
+    with self.learn.no_bar(): logits, y = self.learn.get_preds(ds_idx=0, act=lambda o: o)
     return normalized_entropy(logits), y
 
 @patch
