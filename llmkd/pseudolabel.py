@@ -310,8 +310,8 @@ def _label_start(text:str, label:str) -> int|None:
 def _label_of_token(tok:str, prefix:str, classes:Sequence[str]) -> list[str]:
     "Labels that token `tok` (an alternative at the label's first position) begins."
     if prefix and tok.startswith(prefix): tok = tok[len(prefix):]
-    s = tok.strip().lstrip('"\'`').rstrip('"\'`}., \t\n').lower()
-    return [c for c in classes if s and c.lower().startswith(s)] if s else []
+    s = tok.strip().lstrip('"\'`').rstrip('"\'`}., \t\n')
+    return [c for c in classes if c.startswith(s)] if s else []
 
 def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with .token, .logprob, .top ({token: logprob})
                        label:str, classes:Sequence[str], # the answered label; all labels
@@ -325,18 +325,20 @@ def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with 
     i, j = int(np.searchsorted(ends, pos, side='right')), int(np.searchsorted(ends, pos + len(label) - 1, side='right'))
     seq = math.exp(sum(tokens[k].logprob for k in range(i, j+1)))
     first, start = tokens[i], int(ends[i] - len(toks[i]))
-    if first.top:
-        alts, buckets = {**first.top, first.token: first.logprob}, {}
-        for tok, lp in alts.items():
-            ls = _label_of_token(tok, toks[i][:pos-start], classes)
-            if len(ls) > 1: return seq, 'logprob', None   # labels share a first token: not separable here
-            if ls: buckets.setdefault(ls[0], []).append(lp)
-        if label in buckets:
-            lse = {c: _logsumexp(v) for c, v in buckets.items()}
-            z = _logsumexp(lse.values())
-            probs = [math.exp(lse[c] - z) if c in lse else 0. for c in classes]
-            return probs[list(classes).index(label)], 'logprob_labels', probs
-    return seq, 'logprob', None
+    prefix = toks[i][:pos-start]
+    if not first.top or len(_label_of_token(first.token, prefix, classes)) > 1: return seq, 'logprob', None
+    buckets = {label: [first.logprob]}   # the answered token begins the answered label by construction
+    for tok, lp in first.top.items():
+        if tok == first.token: continue
+        ls = _label_of_token(tok, prefix, classes)
+        if len(ls) > 1: return seq, 'logprob', None   # labels share a first token: not separable here
+        if ls: buckets.setdefault(ls[0], []).append(lp)
+    others = [lp for tok, lp in first.top.items() if tok != first.token]   # some servers add the chosen token to the list
+    floor = min(others, default=first.logprob)   # labels absent from the top list are at most this likely
+    lse = [_logsumexp(buckets[c]) if c in buckets else floor for c in classes]
+    z = _logsumexp(lse)
+    probs = [math.exp(l - z) for l in lse]
+    return probs[list(classes).index(label)], 'logprob_labels', probs
 
 # %% ../nbs/04_pseudolabel.ipynb #00000037
 CONFIDENCE_SOURCES = {
