@@ -92,7 +92,7 @@ class SampleSelector(Callback):
         if bool((conf < 0).any() | (conf > 1).any()): raise ValueError('conf must lie in [0, 1]: pass probabilities of the predicted label.')
         store_attr('conf,weighted,sample_loss,n_classes')
         self.use_count = torch.zeros(len(conf))   # times each pool sample was selected (this process)
-        self.used, self.n_steps, self._hist, self._mets, self._sel_sum, self._sel_n = None, 0, [], [], None, 0
+        self.used, self.n_steps, self._hist, self._hist_host, self._mets, self._epoch_frac = None, 0, [], [], [], float('nan')
 
     @property
     def name(self): return 'selector'
@@ -106,7 +106,7 @@ class SampleSelector(Callback):
     @property
     def weight(self):
         "Weights of the last batch: raw weights of the selected samples normalised to mean 1 (0 elsewhere)"
-        return self._mw * self._wscale
+        return self._mw * (self._n_sel / self._w_sum)
 
 # %% ../../nbs/05_callback.selection.ipynb #00000012
 class _SelectorMetric(ValueMetric):
@@ -119,23 +119,34 @@ def step(self:SampleSelector, pred, y, idx):
     if self.conf.device != pred.device: self._to(pred.device)
     y, idx, world = y.long(), idx.long(), world_size()
     logp = F.log_softmax(pred.float(), dim=-1)
-    u = (logp.detach().exp() * logp.detach()).sum(-1) * (-1 / math.log(pred.shape[-1]))
+    lp = logp.detach()
+    u = (lp.exp() * lp).sum(-1) * (-1 / math.log(pred.shape[-1]))
     c = self.conf[idx]
     mask, w = self.select(c, u, y, idx)
     mask = mask.float()
     mw = mask * w if self.weighted else mask
-    counts = [mask.sum(), mw.sum()] + ([torch.ones_like(c).sum()] if world > 1 else [])
-    counts = all_reduce_sum(torch.stack(counts))
-    ce = -logp.gather(1, y[:, None])[:, 0] if self.sample_loss is None else self.sample_loss(pred, y)
-    w_sum = counts[1].clamp_min(1e-12)
-    loss = (mw * ce).sum() / w_sum * world if world > 1 else (mw * ce).sum() / w_sum
-    self.mask, self._mw, self._wscale = mask, mw, counts[0] / w_sum
+    if world > 1: n_sel, w_sum, n = all_reduce_sum(torch.stack([mask.sum(), mw.sum(), torch.ones_like(c).sum()])).unbind()
+    else: n_sel, w_sum, n = mask.sum(), mw.sum(), len(c)
+    loss_i = F.nll_loss(logp, y, reduction='none') if self.sample_loss is None else self.sample_loss(pred, y)
+    w_sum = w_sum.clamp_min(1e-12)
+    loss = torch.dot(mw, loss_i) / w_sum
+    if world > 1: loss = loss * world
+    self.mask, self._mw, self._n_sel, self._w_sum = mask, mw, n_sel, w_sum
     self.use_count.index_add_(0, idx, mask)
-    frac = counts[0] / (counts[2] if world > 1 else len(c))
-    self._sel_sum, self._sel_n = (frac if self._sel_sum is None else self._sel_sum + frac), self._sel_n + 1
-    self._hist.append(torch.cat([frac.view(1), *self._hist_row()]))
+    self._hist.append((n_sel, n, *self._hist_row()))   # references only; stacked once per epoch
     self.n_steps += 1
     return loss
+
+@patch
+def _flush_hist(self:SampleSelector):
+    "Move the steps logged since the last flush to the host (once per epoch: the only host sync of the callback)"
+    if not self._hist: return None
+    rows, self._hist = self._hist, []
+    n = torch.tensor([float(r[1]) for r in rows])
+    cols = [(torch.stack([r[0] for r in rows]).cpu() / n)[:, None]]
+    cols += [torch.stack([r[k] for r in rows]).flatten(1).cpu() for k in range(2, len(rows[0]))]
+    self._hist_host.append(torch.cat(cols, 1))
+    return self._hist_host[-1]
 
 @patch
 def sync_used(self:SampleSelector):
@@ -146,8 +157,9 @@ def sync_used(self:SampleSelector):
 @patch(as_prop=True)
 def history(self:SampleSelector):
     "Per-step log as a DataFrame (moves it to the host: call it after training, not per batch)"
-    if not self._hist: return pd.DataFrame(columns=['sel_frac', *self._hist_cols()])
-    return pd.DataFrame(torch.stack(self._hist).cpu().numpy(), columns=['sel_frac', *self._hist_cols()])
+    self._flush_hist()
+    if not self._hist_host: return pd.DataFrame(columns=['sel_frac', *self._hist_cols()])
+    return pd.DataFrame(torch.cat(self._hist_host).numpy(), columns=['sel_frac', *self._hist_cols()])
 
 # %% ../../nbs/05_callback.selection.ipynb #00000014
 @patch
@@ -179,17 +191,19 @@ def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
 
 @patch
 def before_train(self:SampleSelector):
-    self._sel_sum, self._sel_n = None, 0
+    self._flush_hist()
     if getattr(self, 'selecting', False): self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
 
 @patch
 def after_train(self:SampleSelector):
     if not getattr(self, 'selecting', False): return
     self.learn.loss_func = self.old_lf
+    epoch = self._flush_hist()
+    self._epoch_frac = float('nan') if epoch is None else float(epoch[:, 0].mean())
     self.sync_used()
 
 @patch
-def _epoch_sel_frac(self:SampleSelector): return float('nan') if self._sel_sum is None else self._sel_sum / self._sel_n
+def _epoch_sel_frac(self:SampleSelector): return self._epoch_frac
 @patch
 def _pool_used(self:SampleSelector): return float('nan') if self.used is None else self.used.float().mean()
 
@@ -249,15 +263,14 @@ def select(self:ConfidenceSelector, c, u, y, idx):
     C = self.n_classes
     if self.tau is None: self._init_state(C, c.device)
     if self.warmup_steps is None: raise ValueError('warmup is a share of the steps of a fit: train with Learner.fit, or pass an int number of steps.')
-    vals = torch.stack([c, u, torch.ones_like(c)], 1)
-    per = all_reduce_sum(vals.new_zeros(C, 3).index_add_(0, y, vals))   # per class: sum c, sum u, count
+    cu = torch.stack([c, u], 1)
+    per = all_reduce_sum(c.new_zeros(C, 3).index_add_(0, y, torch.cat([cu, torch.ones_like(c)[:, None]], 1)))  # per class: sum c, sum u, count
     tot, n_k = per.sum(0), per[:, 2:]
     self.tau = self.tau.lerp(tot[:2] / tot[2], 1 - self.momentum)
-    self.bar = torch.where(n_k > 0, self.bar.lerp(per[:, :2] / n_k.clamp_min(1), 1 - self.momentum), self.bar)
+    self.bar = self.bar.lerp(per[:, :2] / n_k.clamp_min(1), (n_k > 0) * (1 - self.momentum))  # absent classes keep theirs
     self._last_thr = thr = self._thr()
     t = thr[y]
-    keep = c >= t[:, 0]
-    if self.n_steps >= self.warmup_steps: keep = keep & (u >= t[:, 1])
+    keep = (cu >= t).all(1) if self.n_steps >= self.warmup_steps else c >= t[:, 0]
     return keep, c*u
 
 @patch
@@ -266,7 +279,7 @@ def _hist_cols(self:ConfidenceSelector):
     return ['tau_t', 'tau_s', *[f'tau_t_{k}' for k in range(C)], *[f'tau_s_{k}' for k in range(C)]]
 
 @patch
-def _hist_row(self:ConfidenceSelector): return [self.tau, self._last_thr.T.reshape(-1)]
+def _hist_row(self:ConfidenceSelector): return [self.tau, self._last_thr.T]
 
 # %% ../../nbs/05_callback.selection.ipynb #00000024
 class AllLabelsSelector(SampleSelector):
