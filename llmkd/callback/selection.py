@@ -169,6 +169,7 @@ def _indexed(self:SampleSelector):
 
 @patch
 def before_fit(self:SampleSelector):
+    if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None  # a fit that crashed
     self.selecting = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
     if not self.selecting: return
     self._mets = [_SelectorMetric(self._epoch_sel_frac, 'sel_frac'), _SelectorMetric(self._pool_used, 'pool_used')]
@@ -318,7 +319,7 @@ def llkd(self:Learner, conf, # Teacher confidence of every pool sample (N,)
     self.add_cb(selectors[strategy](conf, **kwargs))
     return self
 
-# %% ../../nbs/05_callback.selection.ipynb #00000031
+# %% ../../nbs/05_callback.selection.ipynb #00000033
 @patch
 def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (default: 0..C-1)
                     figsize=(12, 3.2)):
@@ -339,7 +340,7 @@ def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (defaul
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/05_callback.selection.ipynb #00000032
+# %% ../../nbs/05_callback.selection.ipynb #00000034
 @patch
 def pool_uncertainty(self:ConfidenceSelector):
     "Student's normalised entropy and the pseudo-labels over the whole pool, in pool order"
