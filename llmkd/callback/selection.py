@@ -282,7 +282,7 @@ def _hist_cols(self:ConfidenceSelector):
 @patch
 def _hist_row(self:ConfidenceSelector): return [self.tau, self._last_thr.T]
 
-# %% ../../nbs/05_callback.selection.ipynb #00000024
+# %% ../../nbs/05_callback.selection.ipynb #00000026
 class AllLabelsSelector(SampleSelector):
     "Baseline: train on every pseudo-label, unweighted"
     def select(self, c, u, y, idx): return torch.ones_like(c, dtype=torch.bool), torch.ones_like(c)
@@ -306,7 +306,7 @@ class RandomSubsetSelector(SampleSelector):
     def _to(self, device): super()._to(device); self.subset = self.subset.to(device)
     def select(self, c, u, y, idx): return self.subset[idx], torch.ones_like(c)
 
-# %% ../../nbs/05_callback.selection.ipynb #00000027
+# %% ../../nbs/05_callback.selection.ipynb #00000029
 selectors = dict(llkd=ConfidenceSelector, all=AllLabelsSelector, fixed=FixedThresholdSelector, random=RandomSubsetSelector)
 
 @patch
@@ -319,7 +319,7 @@ def llkd(self:Learner, conf, # Teacher confidence of every pool sample (N,)
     self.add_cb(selectors[strategy](conf, **kwargs))
     return self
 
-# %% ../../nbs/05_callback.selection.ipynb #00000033
+# %% ../../nbs/05_callback.selection.ipynb #00000036
 @patch
 def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (default: 0..C-1)
                     figsize=(12, 3.2)):
@@ -340,7 +340,7 @@ def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (defaul
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/05_callback.selection.ipynb #00000034
+# %% ../../nbs/05_callback.selection.ipynb #00000037
 @patch
 def pool_uncertainty(self:ConfidenceSelector):
     "Student's normalised entropy and the pseudo-labels over the whole pool, in pool order"
