@@ -117,7 +117,7 @@ def tiny_lm(tokenizer=None,        # default: `smollm2_tokenizer()`; 'bytes' for
             seed=0):                # torch seed for the weights
     "A randomly initialised `LlamaForCausalLM` shaped like SmolLM2 (GQA, SiLU, RoPE, tied embeddings), but tiny."
     from transformers import LlamaConfig, LlamaForCausalLM
-    tok = byte_tokenizer() if tokenizer == 'bytes' else ifnone(tokenizer, None) or smollm2_tokenizer()
+    tok = byte_tokenizer() if isinstance(tokenizer, str) and tokenizer == 'bytes' else tokenizer if tokenizer is not None else smollm2_tokenizer()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size,
                       num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
                       num_key_value_heads=num_key_value_heads, head_dim=hidden_size//num_attention_heads,
@@ -129,7 +129,7 @@ def tiny_lm(tokenizer=None,        # default: `smollm2_tokenizer()`; 'bytes' for
         model = LlamaForCausalLM(cfg)
     return model.eval(), tok
 
-# %% ../nbs/06_lm.ipynb #00000016
+# %% ../nbs/06_lm.ipynb #00000018
 def _use_chat(tok, chat): return bool(getattr(tok, 'chat_template', None)) if chat is None else chat
 
 def _messages(prompt, system=None):
@@ -154,7 +154,7 @@ def tokenize_pair(tok, prompt:str, response:str, system=None, prefix='', chat=No
     if max_len is not None: ids, labels = ids[:max_len], labels[:max_len]
     return dict(input_ids=ids, labels=labels)
 
-# %% ../nbs/06_lm.ipynb #0000001a
+# %% ../nbs/06_lm.ipynb #0000001c
 def _unwrap(model):
     "The Hugging Face model inside an `LMWrapper` (and a fastai Learner's model)."
     return getattr(model, 'lm', model)
@@ -193,7 +193,7 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
     finally: m.train(was_training)
     return outs[0] if single else outs
 
-# %% ../nbs/06_lm.ipynb #0000001f
+# %% ../nbs/06_lm.ipynb #00000021
 def lm_items(tok, prompts, responses, system=None, prefix='', chat=None, max_len=512, sources=None) -> list:
     "Tokenised training items (dicts of input_ids, labels and optional source) from parallel prompts and responses."
     if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
@@ -211,7 +211,7 @@ def lm_collate(items, pad_id:int):
     if 'source' in items[0]: return ids, mask, labels, torch.tensor([it['source'] for it in items])
     return ids, mask, labels
 
-# %% ../nbs/06_lm.ipynb #00000020
+# %% ../nbs/06_lm.ipynb #00000022
 def lm_dls(tok, train_items, valid_items=None, bs=8, shuffle=True, seed=None, device=None) -> DataLoaders:
     "fastai `DataLoaders` of tokenised items; `shuffle=False` keeps a pre-shuffled order (as TELL's mixer makes)."
     if not train_items: raise ValueError("No training items: pass a non-empty list from `lm_items`")
@@ -223,7 +223,7 @@ def lm_dls(tok, train_items, valid_items=None, bs=8, shuffle=True, seed=None, de
     dls.n_inp, dls.tok = 2, tok  # inputs: input_ids, attention_mask; targets: labels (+ source)
     return dls
 
-# %% ../nbs/06_lm.ipynb #00000023
+# %% ../nbs/06_lm.ipynb #00000025
 class LMWrapper(nn.Module):
     "Make a Hugging Face causal LM return its logits tensor, as fastai expects."
     def __init__(self, lm): super().__init__(); self.lm = lm
@@ -245,7 +245,7 @@ class LMLoss:
     def activation(self, x): return F.softmax(x, dim=-1)
     def decodes(self, x): return x.argmax(dim=-1)
 
-# %% ../nbs/06_lm.ipynb #00000026
+# %% ../nbs/06_lm.ipynb #00000028
 def add_lora(model, r=16, alpha=16, dropout=0.05, target_modules=('q_proj', 'k_proj', 'v_proj', 'o_proj'), **kwargs):
     "Wrap `model` with peft LoRA adapters (TELL's defaults); only the adapters stay trainable."
     from peft import LoraConfig, get_peft_model
