@@ -111,7 +111,7 @@ def intra_uncertainty(prefix_answers:Sequence,  # forced answers after each pref
         return sum(x != ref for x in a) / len(a)
     raise ValueError(f"mode={mode!r}: use 'flips', 'vs_final' or 'sampled'")
 
-# %% ../nbs/07_elad.ipynb #00000013
+# %% ../nbs/07_elad.ipynb #00000014
 def inter_uncertainty(answers:Sequence,             # final answers of M sampled rationales (None: no answer)
                       method:str='disagreement',     # 'disagreement' (1 - majority/M) or 'entropy'
                       normalize:bool=True            # entropy divided by log(M), so it lies in [0, 1]
@@ -127,13 +127,13 @@ def inter_uncertainty(answers:Sequence,             # final answers of M sampled
         return h/math.log(m) if normalize and m > 1 else h
     raise ValueError(f"method={method!r}: use 'disagreement' or 'entropy'")
 
-# %% ../nbs/07_elad.ipynb #00000016
+# %% ../nbs/07_elad.ipynb #00000018
 def combined_uncertainty(intra, inter, w_intra:float=0.5):
     "Weighted combination `w_intra*intra + (1-w_intra)*inter` of the two uncertainties."
     if not 0 <= w_intra <= 1: raise ValueError(f'w_intra={w_intra} must lie in [0, 1]')
     return w_intra*np.asarray(intra, dtype=float) + (1-w_intra)*np.asarray(inter, dtype=float)
 
-# %% ../nbs/07_elad.ipynb #00000019
+# %% ../nbs/07_elad.ipynb #0000001b
 @dataclass
 class StudentProbe:
     "What the student said about one question: greedy rationale, forced answers per prefix, sampled answers."
@@ -151,7 +151,7 @@ def probe_uncertainty(probes:Sequence[StudentProbe], intra_mode='flips', inter_m
     return pd.DataFrame({'intra': intra, 'inter': inter, 'combined': combined_uncertainty(intra, inter, w_intra)},
                         index=pd.Index([p.idx for p in probes], name='idx'))
 
-# %% ../nbs/07_elad.ipynb #0000001d
+# %% ../nbs/07_elad.ipynb #0000001f
 class TeacherLedger:
     "Teacher requests and tokens per round, checked against a budget of completion tokens (and optionally requests)."
     def __init__(self, budget:int|None=None,          # completion tokens the teacher may produce in all (None: unlimited)
@@ -185,7 +185,7 @@ class TeacherLedger:
 
     def __repr__(self): return f'TeacherLedger(requests={self.requests}, completion_tokens={self.tokens}, budget={self.budget})'
 
-# %% ../nbs/07_elad.ipynb #00000021
+# %% ../nbs/07_elad.ipynb #00000024
 class Selection:
     "Base class: rank pool items by `scores`; `select` takes the top `b` that the budget affords."
     name, needs_prefixes, needs_samples = 'base', False, False
@@ -226,7 +226,7 @@ class FullAnnotation(Selection):
     def scores(self, probes, rng): return np.zeros(len(probes))
     def select(self, probes, b, n_affordable, rng): return super().select(probes, len(probes), n_affordable, rng)
 
-# %% ../nbs/07_elad.ipynb #00000026
+# %% ../nbs/07_elad.ipynb #00000029
 class TeacherRevision(BaseModel):
     "A teacher's structured revision of a student rationale."
     first_wrong_step: int|None = Field(None, description='1-based index of the first wrong student step; null when every step is right')
@@ -248,7 +248,7 @@ def apply_revision(steps:Sequence[str], rev:TeacherRevision) -> list[str]:
     j = min(max(rev.first_wrong_step - 1, 0), len(steps))
     return list(steps[:j]) + list(rev.corrected_steps)
 
-# %% ../nbs/07_elad.ipynb #00000029
+# %% ../nbs/07_elad.ipynb #0000002c
 TEACHER_SYSTEM = 'You are a careful math teacher. You check a student\'s solution of a word problem step by step.'
 
 def revision_messages(req:RevisionRequest, mode:str='revise') -> list[dict]:
@@ -264,7 +264,7 @@ def revision_messages(req:RevisionRequest, mode:str='revise') -> list[dict]:
     else: raise ValueError(f"mode={mode!r}: use 'revise' or 'scratch'")
     return [{'role': 'system', 'content': TEACHER_SYSTEM}, {'role': 'user', 'content': user}]
 
-# %% ../nbs/07_elad.ipynb #0000002c
+# %% ../nbs/07_elad.ipynb #0000002f
 def count_tokens_words(text:str) -> int:
     "Word-based token count: each run of word characters and each other non-space character counts one."
     return len(re.findall(r'\w+|[^\w\s]', text))
@@ -285,7 +285,7 @@ def first_wrong_step(steps:Sequence[str], problem:ArithProblem) -> int|None:
         if i >= len(steps) or not check_step(steps[i], v): return i
     return len(problem.values) if len(steps) > len(problem.values) else None   # extra steps are dropped
 
-# %% ../nbs/07_elad.ipynb #0000002e
+# %% ../nbs/07_elad.ipynb #00000031
 @dataclass
 class TeacherReply:
     "A teacher's revision of one request (None when the teacher failed) and what it cost."
@@ -327,7 +327,7 @@ class OfflineArithTeacher:
         return replies, dict(requests=len(replies), prompt_tokens=sum(r.prompt_tokens for r in replies),
                              completion_tokens=sum(r.completion_tokens for r in replies))
 
-# %% ../nbs/07_elad.ipynb #00000033
+# %% ../nbs/07_elad.ipynb #00000036
 def _get(o, k, default=0):
     "Read `k` from an object or a dict."
     return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
@@ -362,7 +362,7 @@ class LLMTeacher:
             replies.append(TeacherReply(r.idx, a.parsed if ok else None, _get(u, 'prompt_tokens') if u else 0, _get(u, 'completion_tokens') if u else 0))
         return replies, {k: _get(self.teacher.usage, k) - before[k] for k in keys}
 
-# %% ../nbs/07_elad.ipynb #00000035
+# %% ../nbs/07_elad.ipynb #00000038
 STUDENT_INSTRUCTION = 'Solve it step by step, one equation per line, then give the answer.'
 
 def student_prompt(question:str, instruction:str=STUDENT_INSTRUCTION) -> str:
@@ -373,7 +373,7 @@ def forced_prefix(steps:Sequence[str]) -> str:
     "Response lead-in that forces an answer right after `steps`."
     return (format_rationale(steps) + '\n' if steps else '') + 'Answer:'
 
-# %% ../nbs/07_elad.ipynb #00000037
+# %% ../nbs/07_elad.ipynb #0000003a
 class LMStudent:
     "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
     def __init__(self, model, tok,
@@ -432,7 +432,7 @@ class ScriptedStudent:
         return [o if isinstance(o, str) else o[i % len(o)] for o in out for i in range(n)]
     def finetune(self, questions, responses): self.trained.append(list(zip(questions, responses)))
 
-# %% ../nbs/07_elad.ipynb #00000039
+# %% ../nbs/07_elad.ipynb #0000003d
 def probe_student(student, questions:Sequence[str], idxs:Sequence[int],
                   prefixes:bool=True,       # forced answers after each prefix of the greedy rationale
                   n_samples:int=0,          # M sampled rationales per question (0: none)
@@ -468,7 +468,7 @@ def evaluate_student(student, problems:Sequence[ArithProblem]) -> dict:
         acc.append(ans == p.answer); reach.append((len(p.values) if j is None else j) / len(p.values))
     return dict(accuracy=float(np.mean(acc)), step_accuracy=float(np.mean(reach)))
 
-# %% ../nbs/07_elad.ipynb #0000003e
+# %% ../nbs/07_elad.ipynb #00000042
 @dataclass
 class ELADRun:
     "What one run of the loop produced."
@@ -490,7 +490,7 @@ def _annotate(student, teacher, pool, sel_idx, probes_by_idx):
         reqs.append(RevisionRequest(i, pool[i].question, [] if scratch else p.steps, None if scratch else p.answer, pool[i]))
     return reqs
 
-# %% ../nbs/07_elad.ipynb #0000003f
+# %% ../nbs/07_elad.ipynb #00000043
 def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[ArithProblem],
              selection:Selection|None=None,   # default: ELADSelection()
              rounds:int=5, b:int=8,            # rounds; items sent to the teacher per round
@@ -541,7 +541,7 @@ def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[Ari
     if stop == 'rounds' and ledger.n_affordable(teacher.max_cost) < 1: stop = 'budget'
     return ELADRun(pd.DataFrame(hist), ledger, ann, all_probes, stop)
 
-# %% ../nbs/07_elad.ipynb #00000046
+# %% ../nbs/07_elad.ipynb #0000004b
 def compare_strategies(make_student:Callable,          # () -> a fresh student (same initial weights each time)
                        teacher, pool, heldout,
                        selections:Sequence[Selection], # e.g. [ELADSelection(), RandomSelection(), DisagreementSelection()]
