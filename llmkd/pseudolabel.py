@@ -15,12 +15,13 @@ from typing import Callable, Literal, Sequence
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr, listify
 from fastprogress.fastprogress import progress_bar
+from .teacher import llmkd_cache_dir
 
 # %% auto #0
 __all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'bbc_news_path', 'bbc_news', 'minilm_path', 'load_sentence_model',
-           'llmkd_cache_dir', 'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt',
-           'label_schema', 'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label',
-           'default_teacher', 'pseudo_label_dry_run']
+           'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt', 'label_schema',
+           'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label', 'default_teacher',
+           'pseudo_label_dry_run']
 
 # %% ../nbs/04_pseudolabel.ipynb #00000007
 BBC_TOPICS = {
@@ -84,13 +85,6 @@ def _load_sentence_model(path:str, device:str):
     try: return SentenceTransformer(path, device=device, local_files_only=True)
     finally:
         if bar: hf_logging.enable_progress_bar()
-
-# %% ../nbs/04_pseudolabel.ipynb #0000000f
-def llmkd_cache_dir() -> Path:
-    "llmkd's cache folder: `LLMKD_CACHE_DIR`, else the user cache dir / 'llmkd'."
-    if os.environ.get('LLMKD_CACHE_DIR'): return Path(os.environ['LLMKD_CACHE_DIR'])
-    import platformdirs
-    return Path(platformdirs.user_cache_dir('llmkd'))
 
 # %% ../nbs/04_pseudolabel.ipynb #00000010
 class EmbeddingCache:

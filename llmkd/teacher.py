@@ -8,7 +8,7 @@ Docs: https://llmkd.github.io/llmkd/teacher.html.md"""
 __all__ = ['RETRY_STATUS', 'MODES', 'SCHEMA_PROMPT', 'REASK_PROMPT', 'TeacherError', 'TeacherAPIError', 'TeacherUnavailableError',
            'TeacherTimeoutError', 'StructuredOutputError', 'MapError', 'endpoint_host', 'scrub', 'Usage',
            'TokenLogprob', 'Choice', 'Answer', 'parse_logprobs', 'extract_json', 'AnswerCache', 'request_key',
-           'retry_after', 'backoff_delay', 'Teacher', 'as_messages']
+           'retry_after', 'backoff_delay', 'Teacher', 'llmkd_cache_dir', 'as_messages']
 
 # %% ../nbs/01_teacher.ipynb #00000003
 import hashlib, json, logging, os, random, re, sqlite3, threading, time, warnings
@@ -211,16 +211,17 @@ class Teacher:
         self.backoff, self.max_backoff, self.max_retry_after = backoff, max_backoff, max_retry_after
         self._client = OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
         if cache:
-            d = Path(cache_dir or os.environ.get('LLMKD_CACHE_DIR') or _user_cache_dir())
+            d = Path(cache_dir or llmkd_cache_dir())
             self.cache = AnswerCache(d/'teacher.sqlite')
         else: self.cache = None
         self._usage, self._lock, self._mode, self._warned = Usage(cost=0. if prices else None), threading.Lock(), 'json_schema', False
 
     def __repr__(self): return f'Teacher(model={self.model!r}, host={self.host!r}, cache={str(self.cache.path) if self.cache else None!r})'
 
-def _user_cache_dir():
+def llmkd_cache_dir() -> Path:
+    "llmkd's cache folder (teacher answers, embeddings, tokenizers): `$LLMKD_CACHE_DIR`, else the user cache dir."
     from platformdirs import user_cache_dir
-    return Path(user_cache_dir('llmkd'))
+    return Path(os.environ.get('LLMKD_CACHE_DIR') or user_cache_dir('llmkd'))
 
 # %% ../nbs/01_teacher.ipynb #00000021
 from fastcore.basics import patch
