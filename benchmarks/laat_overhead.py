@@ -4,7 +4,8 @@ MLP Linear(F,100) -> ReLU -> Linear(100,1), batch 256, Adam, F = 30 and F = 200,
 - 'fastai' rows: one `Learner` training batch (forward, loss, callbacks, backward, step), timed per batch
   by a callback, with vs without `AttributionRegularizer` (batch-mean input gradient, the paper's method).
 - 'torch' rows: the same step in a bare torch loop, the penalty from a double-backprop input gradient
-  (the callback's computation without fastai's event machinery).
+  (the generic path, taken by models that do not start with a linear layer); 'torch-lin' rows: the same
+  through the leading Linear's output h, g = mean_i(df/dh_i) W (what the callback does for this MLP).
 Peak memory: on CUDA, torch.cuda.max_memory_allocated over the step minus what was allocated before it;
 on CPU, the peak of the running sum of the torch profiler's per-op self memory (allocations minus frees,
 ordered by op start) during one step: tensor memory only, not the process RSS, and frees inside an op are
@@ -21,6 +22,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches no_bar)
 from llmkd.callback.attribution import AttributionRegularizer, transform_prior, penalty_from_attributions
+from llmkd.callback.attribution import _capture_io, _linear_class_means, _penalty_from_means
 
 torch.set_num_threads(1)
 dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -34,10 +36,14 @@ def sync():
 # CUDA: wall time after synchronising
 clock = time.perf_counter if dev.type == 'cuda' else time.thread_time
 
-def torch_step(model, opt, x, y, target):
+def torch_step(model, opt, x, y, target, lin=False):
     "One bare training step; with `target`, plus gamma * LAAT penalty (reusing the forward, as the callback does)"
     opt.zero_grad(set_to_none=True)
-    if target is not None: x = x.detach().requires_grad_()
+    if target is not None and not lin: x = x.detach().requires_grad_()
+    if target is not None and lin:   # through the first Linear's output h
+        with _capture_io(model[0]) as io: out = model(x)
+        loss = bce(out, y) + 100. * _penalty_from_means(*_linear_class_means(model[0], io[1], out[..., 0], None, 1), target)[0].mean()
+        loss.backward(); opt.step(); return
     out = model(x)
     loss = bce(out, y)
     if target is not None:
@@ -71,18 +77,19 @@ def bench(n_in, steps):
     x, y = torch.rand(BS, n_in, device=dev), torch.randint(0, 2, (BS,), device=dev).float()
     target = transform_prior(torch.randint(-10, 11, (n_in,)).float()).to(dev)
     # bare torch, interleaved
-    models = {k: mlp(n_in) for k in ('base', 'laat')}
+    models = {k: mlp(n_in) for k in ('base', 'laat', 'lin')}
     opts = {k: torch.optim.Adam(m.parameters(), 1e-3) for k, m in models.items()}
-    tgt = {'base': None, 'laat': target}
+    tgt = {'base': None, 'laat': target, 'lin': target}
     for _ in range(5):
-        for k in models: torch_step(models[k], opts[k], x, y, tgt[k])
+        for k in models: torch_step(models[k], opts[k], x, y, tgt[k], k == 'lin')
     times = {k: [] for k in models}
     for _ in range(steps):
         for k in models:
-            sync(); t0 = clock(); torch_step(models[k], opts[k], x, y, tgt[k]); sync()
+            sync(); t0 = clock(); torch_step(models[k], opts[k], x, y, tgt[k], k == 'lin'); sync()
             times[k].append(clock() - t0)
-    mem = {k: step_peak_bytes(lambda: torch_step(models[k], opts[k], x, y, tgt[k])) for k in models}
-    rows = [('torch', n_in, *[statistics.median(times[k]) * 1e3 for k in models], *[mem[k] / 2**20 for k in models])]
+    mem = {k: step_peak_bytes(lambda: torch_step(models[k], opts[k], x, y, tgt[k], k == 'lin')) for k in models}
+    ms, mib = {k: statistics.median(times[k]) * 1e3 for k in models}, {k: mem[k] / 2**20 for k in models}
+    rows = [(name, n_in, ms['base'], ms[k], mib['base'], mib[k]) for name, k in (('torch', 'laat'), ('torch-lin', 'lin'))]
     # fastai Learner, one epoch of `steps` batches each, alternating
     xs, ys = x.cpu().repeat(steps, 1), y.cpu().repeat(steps)
     dl = DataLoader(list(zip(xs, ys)), bs=BS, device=dev)
@@ -109,8 +116,8 @@ if __name__ == '__main__':
     print(f'device: {dev} ({name}); torch {torch.__version__}; MLP F->{HIDDEN}->1, batch {BS}, {args.steps} timed steps')
     print(f'time: {"synchronised wall time" if dev.type == "cuda" else "thread CPU time (time.thread_time)"}, median per step')
     print(f'memory: {"torch.cuda.max_memory_allocated" if dev.type == "cuda" else "torch profiler per-op self memory, running sum (tensor memory; torch rows only, fastai rows need CUDA)"}')
-    hdr = f'{"loop":7} {"F":>4} {"ms base":>8} {"ms laat":>8} {"time x":>7} {"MiB base":>9} {"MiB laat":>9} {"mem x":>6}'
+    hdr = f'{"loop":9} {"F":>4} {"ms base":>8} {"ms laat":>8} {"time x":>7} {"MiB base":>9} {"MiB laat":>9} {"mem x":>6}'
     print(hdr); print('-' * len(hdr))
     for n_in in (30, 200):
         for loop, f, tb, tl, mb, ml in bench(n_in, args.steps):
-            print(f'{loop:7} {f:>4} {tb:8.3f} {tl:8.3f} {tl / tb:7.2f} {mb:9.2f} {ml:9.2f} {ml / mb if mb == mb and mb else float("nan"):6.2f}')
+            print(f'{loop:9} {f:>4} {tb:8.3f} {tl:8.3f} {tl / tb:7.2f} {mb:9.2f} {ml:9.2f} {ml / mb if mb == mb and mb else float("nan"):6.2f}')

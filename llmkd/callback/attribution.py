@@ -21,7 +21,7 @@ __all__ = ['transform_prior', 'select_output', 'input_gradient', 'mean_input_gra
            'integrated_gradients', 'unit_mse', 'penalty_from_attributions', 'penalty_from_output', 'laat_penalty',
            'StackedLinear', 'StackedMLP', 'AttributionRegularizer']
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000007
+# %% ../../nbs/03_callback.attribution.ipynb #00000008
 def transform_prior(scores, # prior scores, (F,) or (F, C): one column per class
                     transform:str='signed_exp' # 'signed_exp': t = sign(s)*exp(|s|) (official code), or 'identity'
                    ) -> torch.Tensor: # (F, C) float32, every column of unit length
@@ -33,7 +33,7 @@ def transform_prior(scores, # prior scores, (F,) or (F, C): one column per class
     else: raise ValueError(f"Unknown transform {transform!r}: use 'signed_exp' or 'identity'.")
     return F.normalize(t, dim=0)
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000000b
+# %% ../../nbs/03_callback.attribution.ipynb #0000000c
 def select_output(out:torch.Tensor, # model output, (*lead,), (*lead, 1) or (*lead, C)
                   lead:tuple, # the input's leading shape, x.shape[:-1]
                   target=None # None (one logit), int column, or per-sample class indices of shape `lead`
@@ -46,7 +46,7 @@ def select_output(out:torch.Tensor, # model output, (*lead,), (*lead, 1) or (*le
     if isinstance(target, int): return out[..., target]
     return out.gather(-1, torch.as_tensor(target, device=out.device).long().reshape(*lead, 1))[..., 0]
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000000c
+# %% ../../nbs/03_callback.attribution.ipynb #0000000d
 def input_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:bool=True) -> torch.Tensor:
     "Per-sample gradient of the selected output w.r.t. `x`, same shape as `x`."
     x = x.detach().requires_grad_()
@@ -61,14 +61,14 @@ def input_x_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:
     "Per-sample input x gradient, same shape as `x`."
     return x * input_gradient(model, x, target, create_graph)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000010
+# %% ../../nbs/03_callback.attribution.ipynb #00000011
 def _interpolate(x, baseline, n_steps):
     "Midpoint-Riemann path points, stacked along the sample axis: (..., n_steps*N, F)"
     alphas = (torch.arange(n_steps, device=x.device, dtype=x.dtype) + 0.5) / n_steps
     pts = baseline + alphas.view(-1, *[1]*x.dim()) * (x - baseline)   # (n_steps, *x.shape)
     return pts.movedim(0, -3).flatten(-3, -2)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000011
+# %% ../../nbs/03_callback.attribution.ipynb #00000012
 def integrated_gradients(model:nn.Module, x:torch.Tensor, target=None,
                          baseline=None, # default zeros; a tensor broadcastable to `x`
                          n_steps:int=20, # midpoint Riemann steps (one batched forward of n_steps*N rows)
@@ -83,34 +83,42 @@ def integrated_gradients(model:nn.Module, x:torch.Tensor, target=None,
     g = torch.autograd.grad(f.sum(), pts, create_graph=create_graph)[0]
     return (x - b) * g.unflatten(-2, (n_steps, x.shape[-2])).mean(-3)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000016
+# %% ../../nbs/03_callback.attribution.ipynb #00000017
 def unit_mse(a:torch.Tensor, t:torch.Tensor, eps:float=1e-12) -> tuple:
     "MSE between `a` and `t` after scaling both to unit length over the last axis, and their cosine."
     ua, ut = F.normalize(a, dim=-1, eps=eps), F.normalize(t, dim=-1, eps=eps)
     return (ua - ut).pow(2).mean(-1), (ua * ut).sum(-1)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000018
+# %% ../../nbs/03_callback.attribution.ipynb #00000019
+def _class_means(attr, group, K:int) -> tuple:
+    "Batch mean of `attr` (R, N, D): (R, 1, D) and None without groups, else per class (R, K, D) and class counts (R, K)"
+    if group is None: return attr.mean(-2, keepdim=True), None
+    onehot = F.one_hot(group.long(), K).to(attr.dtype)                # (R, N, K)
+    count = onehot.sum(-2)                                             # (R, K)
+    return torch.einsum('rnk,rnd->rkd', onehot, attr) / count.clamp_min(1)[..., None], count
+
+def _penalty_from_means(g, count, target) -> tuple:
+    "Penalty and cosine per repetition of batch-mean attributions g (R, K, F), averaged over the classes present"
+    if count is None: return unit_mse(g[..., 0, :], target[:, 0])
+    mse, cos = unit_mse(g, target.T)                                   # (R, K)
+    present = (count > 0).to(g.dtype)
+    norm = present.sum(-1)
+    return (mse * present).sum(-1) / norm, (cos * present).sum(-1) / norm
+
+# %% ../../nbs/03_callback.attribution.ipynb #0000001a
 def penalty_from_attributions(attr:torch.Tensor, # per-sample attributions (R, N, F)
                               target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
                               group=None, # per-sample class index (R, N) when K > 1, else None
                               values=None, # per-sample input values (R, N, F): per-sample targets t * x_i
                              ) -> tuple: # penalty and cosine per repetition, each (R,)
     "LAAT penalty: batch-mean attribution against the prior (per class), or per-sample when `values` given."
-    K = target.shape[1]
     if values is not None:   # input x gradient / integrated gradients: per-sample target t * x_i
         t = target.T[group] if group is not None else target[:, 0]
         mse, cos = unit_mse(attr, t * values)
         return mse.mean(-1), cos.mean(-1)
-    if group is None: return unit_mse(attr.mean(-2), target[:, 0])
-    onehot = F.one_hot(group.long(), K).to(attr.dtype)                # (R, N, K)
-    count = onehot.sum(-2)                                             # (R, K)
-    g = torch.einsum('rnk,rnf->rkf', onehot, attr) / count.clamp_min(1)[..., None]
-    mse, cos = unit_mse(g, target.T)                                   # (R, K)
-    present = (count > 0).to(attr.dtype)
-    norm = present.sum(-1)
-    return (mse * present).sum(-1) / norm, (cos * present).sum(-1) / norm
+    return _penalty_from_means(*_class_means(attr, group, target.shape[1]), target)
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000001a
+# %% ../../nbs/03_callback.attribution.ipynb #0000001c
 _methods = ('input_grad', 'input_x_grad', 'integrated_gradients')
 
 def _groups(x, target, y):
@@ -132,24 +140,57 @@ def penalty_from_output(out:torch.Tensor, # model output computed from `x`
     if method == 'input_x_grad': return penalty_from_attributions(x3 * g, target, group, x3)
     raise ValueError(f"penalty_from_output supports 'input_grad' and 'input_x_grad', not {method!r}.")
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000001b
+# %% ../../nbs/03_callback.attribution.ipynb #0000001e
+_linear_layers = (nn.Linear,)   # layers h = x W^T + b the shortcut sees through (`StackedLinear` joins below)
+
+def _leading_linear(model:nn.Module):
+    "The layer that first maps the input when it is an `nn.Linear`/`StackedLinear` (alone or first in a plain `nn.Sequential`), else None"
+    while isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward and len(model): model = model[0]
+    return model if isinstance(model, _linear_layers) else None
+
+@contextmanager
+def _capture_io(layer:nn.Module):
+    "Record `layer`'s input and output in a forward pass with gradients: yields [input, output]"
+    io = [None, None]
+    def hook(m, inp, out):
+        if torch.is_grad_enabled(): io[:] = inp[0], out
+    h = layer.register_forward_hook(hook)
+    try: yield io
+    finally: h.remove()
+
+def _linear_class_means(lin, h, f, group, K:int) -> tuple:
+    "Batch-mean input gradient of `f` per class (R, K, F) as mean(df/dh) W at the leading linear layer's output `h`; class counts"
+    gh = torch.autograd.grad(f.sum(), h, create_graph=True)[0]
+    if gh.dim() == 2: gh = gh[None]
+    g, count = _class_means(gh, None if group is None else group.reshape(gh.shape[:-1]), K)
+    W = lin.weight   # nn.Linear: (H, F); StackedLinear: (R, F, H)
+    return g @ (W if isinstance(lin, nn.Linear) else W.transpose(-1, -2)), count
+
+# %% ../../nbs/03_callback.attribution.ipynb #0000001f
 def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) for a stacked model
                  target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
                  y=None, # class indices (N,) / (R, N): needed when K > 1 (true-class logit against that class)
                  method:str='input_grad', # 'input_grad' (paper), 'input_x_grad' or 'integrated_gradients'
                  n_steps:int=20, baseline=None, # integrated gradients only
+                 linear_shortcut:bool=True, # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
                 ) -> tuple: # penalty and cosine per repetition, each (R,) ((1,) for an unstacked model)
     "Unweighted LAAT penalty MSE(unit(attribution), t_hat) of `model` on `x`, for use in a plain torch loop."
     if method not in _methods: raise ValueError(f"Unknown method {method!r}: use one of {_methods}.")
+    lin = _leading_linear(model) if linear_shortcut and method == 'input_grad' else None
     if method != 'integrated_gradients':
         x = x.detach().requires_grad_()
-        return penalty_from_output(model(x), x, target, y, method)
+        if lin is None: return penalty_from_output(model(x), x, target, y, method)
+        with _capture_io(lin) as io: out = model(x)
+        if io[0] is not x: return penalty_from_output(out, x, target, y, method)
+        x3, group = _groups(x, target, y)
+        f = select_output(out, x.shape[:-1], None if group is None else group.reshape(x.shape[:-1]))
+        return _penalty_from_means(*_linear_class_means(lin, io[1], f, group, target.shape[1]), target)
     x3, group = _groups(x, target, y)
     b = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     a = integrated_gradients(model, x, None if group is None else group.reshape(x.shape[:-1]), b, n_steps)
     return penalty_from_attributions(a.reshape(x3.shape), target, group, (x - b).reshape(x3.shape))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000024
+# %% ../../nbs/03_callback.attribution.ipynb #00000028
 class StackedLinear(nn.Module):
     "`n_rep` independent `nn.Linear(n_in, n_out)` layers applied to x of shape (n_rep, N, n_in)."
     def __init__(self, n_rep:int, n_in:int, n_out:int=1):
@@ -164,7 +205,9 @@ class StackedLinear(nn.Module):
         with torch.no_grad(): lin.weight.copy_(self.weight[r].T); lin.bias.copy_(self.bias[r, 0])
         return lin
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000025
+_linear_layers += (StackedLinear,)
+
+# %% ../../nbs/03_callback.attribution.ipynb #00000029
 class StackedMLP(nn.Sequential):
     "`n_rep` independent MLPs Linear(n_in, n_hidden) -> ReLU -> Linear(n_hidden, n_out) on x of shape (n_rep, N, n_in)."
     def __init__(self, n_rep:int, n_in:int, n_hidden:int=100, n_out:int=1):
@@ -173,7 +216,7 @@ class StackedMLP(nn.Sequential):
         "Repetition `r` as an independent `nn.Sequential` MLP (a copy)."
         return nn.Sequential(self[0].unstack(r), nn.ReLU(), self[2].unstack(r))
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002a
+# %% ../../nbs/03_callback.attribution.ipynb #00000030
 def _prior_table(prior) -> tuple:
     "(feature names or None, class names or None, scores (F, K)) of an AttributionPrior, DataFrame, Series or array"
     if hasattr(prior, 'scores') and hasattr(prior, 'features'): prior = prior.scores
@@ -194,7 +237,7 @@ def _match_features(model_features:list, prior_features:list, exclude=()) -> tup
             "input names, in order), `exclude=` (model inputs to leave out of the penalty), or edit the prior.")
     return [model_features.index(f) for f in keep], [prior_features.index(f) for f in keep]
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002c
+# %% ../../nbs/03_callback.attribution.ipynb #00000032
 @contextmanager
 def _bn_eval(model):
     "BatchNorm layers use their running statistics inside (a train-mode BN couples the samples of a batch)"
@@ -219,7 +262,7 @@ def _capture(embeds):
     finally:
         for h in hs: h.remove()
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002d
+# %% ../../nbs/03_callback.attribution.ipynb #00000033
 class AttributionRegularizer(Callback):
     "LAAT: add `gamma` * MSE(unit(model attribution), unit(transformed prior)) to the training loss."
     order, run_valid = 55, False  # after Recorder (50), whose columns it extends; before ProgressCallback (60)
@@ -233,14 +276,15 @@ class AttributionRegularizer(Callback):
                  classes:list|None=None, # class names of the model's outputs in order (default: `dls.vocab`)
                  exclude:list|None=None, # model inputs to leave out of the penalty (FillMissing's unscored `_na` columns are left out anyway)
                  cat_mode:str|None='embedding', # tabular categorical columns: 'embedding' (pooled per column) or None (one-hot as continuous columns)
-                 n_steps:int=20, baseline=None): # integrated gradients: midpoint steps and baseline (default zeros)
+                 n_steps:int=20, baseline=None, # integrated gradients: midpoint steps and baseline (default zeros)
+                 linear_shortcut:bool=True): # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
         if method not in _methods: raise ValueError(f"Unknown method {method!r}: use one of {_methods}.")
         if cat_mode not in ('embedding', None): raise ValueError(f"Unknown cat_mode {cat_mode!r}: use 'embedding' or None.")
-        store_attr()
+        store_attr(); self._io = self._hook = None
         transform_prior(_prior_table(prior)[2], transform)   # fail early on a bad prior or transform
         self.target = None
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002e
+# %% ../../nbs/03_callback.attribution.ipynb #00000034
 @patch
 def _setup(self:AttributionRegularizer):
     "Find the attributed inputs, match features and classes, and put the target (F, K) on the model's device."
@@ -251,6 +295,7 @@ def _setup(self:AttributionRegularizer):
         "continuous inputs only: pass cat_mode=None (categoricals one-hot as continuous columns) or another method.")
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     self._reuse = self.method != 'integrated_gradients' and not self._embeds and not has_bn  # else: a fresh forward
+    self._lin = _leading_linear(model) if self.linear_shortcut and self.method == 'input_grad' and not tab else None
     names, classes, S = _prior_table(self.prior)
     cats = [str(c) for c in getattr(dls, 'cat_names', [])] if tab else []
     feats = ([str(f) for f in self.features] if self.features is not None else
@@ -264,7 +309,7 @@ def _setup(self:AttributionRegularizer):
     S, self._pos = self._match_classes(S, classes, getattr(dls, 'vocab', None))
     self.target = transform_prior(S, self.transform).to(next(model.parameters()).device)
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000002f
+# %% ../../nbs/03_callback.attribution.ipynb #00000035
 @patch
 def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
     "Reorder a multi-class prior to the model's outputs; for a binary prior, the index of its class in two logits."
@@ -276,7 +321,7 @@ def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
         f"are {outs}: pass `classes=` (the model's output classes in order, named as in the prior).")
     return S[:, [classes.index(c) for c in outs]], 1
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000030
+# %% ../../nbs/03_callback.attribution.ipynb #00000036
 @patch
 def _group(self:AttributionRegularizer, y, lead):
     "Class index per sample (None for a binary prior); soft targets use their argmax."
@@ -295,7 +340,7 @@ def _select(self:AttributionRegularizer, out, lead, y) -> tuple:
     raise ValueError(f"The prior scores {K} class(es) but the model has {n_out} outputs: a binary prior needs "
                      "one or two logits, a prior with C classes needs C outputs.")
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000031
+# %% ../../nbs/03_callback.attribution.ipynb #00000037
 @patch
 def _forward(self:AttributionRegularizer, xb, fresh:bool) -> tuple:
     "Output, attributed input and embedding outputs: the training forward, or a fresh float32 one."
@@ -316,7 +361,7 @@ def _finish(self:AttributionRegularizer, a, v, group) -> tuple:
     if a.dim() == 3: return a, v, group
     return a[None], (None if v is None else v[None]), (None if group is None else group[None])
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000032
+# %% ../../nbs/03_callback.attribution.ipynb #00000038
 @patch
 def _attr(self:AttributionRegularizer, xb, y, fresh:bool, create_graph:bool=True) -> tuple:
     "Per-sample attributions (R, N, F), input values (R, N, F) for per-sample targets or None, and class groups."
@@ -331,7 +376,7 @@ def _attr(self:AttributionRegularizer, xb, y, fresh:bool, create_graph:bool=True
     if x.shape[-1]: cols.append(gs[0] * x if xg else gs[0]); vals.append(x)
     return self._finish(torch.cat(cols, -1), torch.cat(vals, -1) if xg else None, group)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000033
+# %% ../../nbs/03_callback.attribution.ipynb #00000039
 @patch
 def _ig(self:AttributionRegularizer, xb, y, create_graph:bool=True) -> tuple:
     "Integrated-gradients attributions per sample, graph kept (one batched fresh forward of n_steps*N rows)."
@@ -347,13 +392,35 @@ def _ig(self:AttributionRegularizer, xb, y, create_graph:bool=True) -> tuple:
     a = (x - b) * g.unflatten(-2, (n, x.shape[-2])).mean(-3)
     return self._finish(a, x - b, self._group(y, x.shape[:-1]))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000034
+# %% ../../nbs/03_callback.attribution.ipynb #0000003a
+@patch
+def _linear_means(self:AttributionRegularizer, xb, y, fresh:bool):
+    "Batch-mean input gradients (R, K, F) and class counts through the leading linear layer, or None if it did not map the input."
+    if fresh: self._io = None
+    out, x, _ = self._forward(xb, fresh)
+    (x_in, h), self._io = self._io or (None, None), None
+    if x_in is not x: return None
+    f, group = self._select(out, x.shape[:-1], y)
+    g, count = _linear_class_means(self._lin, h, f, group, self.target.shape[1])
+    return self._finish(g, None, None)[0], count
+
+@patch
+def _store_io(self:AttributionRegularizer, m, inp, out):
+    if torch.is_grad_enabled(): self._io = (inp[0], out)
+@patch
+def _unhook(self:AttributionRegularizer):
+    if self._hook is not None: self._hook.remove()
+    self._hook = self._io = None
+
+# %% ../../nbs/03_callback.attribution.ipynb #0000003b
 @patch
 def before_fit(self:AttributionRegularizer):
     "Skip lr_find/get_preds; set up the target; add the recorder columns before 'time'."
     self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
     if not self.run: return
     self._setup(); self._amp, self._logging = False, True
+    self._unhook()
+    if self._lin is not None: self._hook = self._lin.register_forward_hook(self._store_io)   # records h for `_linear_means`
     rec = getattr(self.learn, 'recorder', None)
     if rec is not None:
         i = len(rec.metric_names) - int(bool(rec.add_time))
@@ -372,12 +439,16 @@ def before_batch(self:AttributionRegularizer):
 @patch
 def after_pred(self:AttributionRegularizer): self._amp = torch.is_autocast_enabled(self.xb[self._xi].device.type)
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000035
+# %% ../../nbs/03_callback.attribution.ipynb #0000003c
 @patch
 def after_loss(self:AttributionRegularizer):
     "Add gamma * penalty to `loss_grad` (before MixedPrecision scales it) and to the logged loss; accumulate on device."
-    a, v, group = self._attr(self.xb, self.yb[0] if len(self.yb) else None, fresh=not self._reuse or self._amp)
-    pen, cos = penalty_from_attributions(a, self.target, group, v)
+    y, fresh = self.yb[0] if len(self.yb) else None, not self._reuse or self._amp
+    means = self._linear_means(self.xb, y, fresh) if self._lin is not None else None
+    if means is not None: pen, cos = _penalty_from_means(*means, self.target)
+    else:
+        a, v, group = self._attr(self.xb, y, fresh)
+        pen, cos = penalty_from_attributions(a, self.target, group, v)
     term, task = self.cur_gamma * pen.mean(), self.learn.loss_grad
     self.learn.loss_grad = task + term
     self.learn.loss = self.learn.loss + term.detach()
@@ -393,11 +464,11 @@ def after_validate(self:AttributionRegularizer):
         self.recorder.log += (self._tot / self._n).tolist() if self._n else [float('nan')] * 3
 
 @patch
-def after_fit(self:AttributionRegularizer): self._logging = False
+def after_fit(self:AttributionRegularizer): self._logging = False; self._unhook()
 @patch
-def after_cancel_fit(self:AttributionRegularizer): self._logging = False
+def after_cancel_fit(self:AttributionRegularizer): self._logging = False; self._unhook()
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000036
+# %% ../../nbs/03_callback.attribution.ipynb #0000003d
 @patch
 def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
     "The model's attributions on a batch (default: one training batch), prior's feature order: (K, F), or (R, K, F) stacked."
@@ -411,7 +482,7 @@ def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
     g = torch.einsum('rnk,rnf->rkf', w, a.detach()) / w.sum(-2).clamp_min(1)[..., None]
     return g if xb[self._xi].dim() == 3 else g[0]
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000037
+# %% ../../nbs/03_callback.attribution.ipynb #0000003e
 @patch
 def laat(self:Learner, prior, **kwargs) -> Learner:
     "Train with LAAT: add an `AttributionRegularizer(prior, **kwargs)`, replacing any present; chainable."
