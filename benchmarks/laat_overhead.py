@@ -21,7 +21,7 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.callback.progress import ProgressCallback  # noqa: F401  (patches no_bar)
-from llmkd.callback.attribution import AttributionRegularizer, transform_prior, penalty_from_attributions
+from llmkd.callback.attribution import AttributionRegularizer, transform_prior, penalty_from_output
 from llmkd.callback.attribution import _capture_io, _linear_class_means, _penalty_from_means
 
 torch.set_num_threads(1)
@@ -46,9 +46,7 @@ def torch_step(model, opt, x, y, target, lin=False):
         loss.backward(); opt.step(); return
     out = model(x)
     loss = bce(out, y)
-    if target is not None:
-        g = torch.autograd.grad(out.sum(), x, create_graph=True)[0]
-        loss = loss + 100. * penalty_from_attributions(g[None], target)[0].mean()
+    if target is not None: loss = loss + 100. * penalty_from_output(out, x, target)[0].mean()
     loss.backward(); opt.step()
 
 def step_peak_bytes(fn):

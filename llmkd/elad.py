@@ -6,7 +6,7 @@ Docs: https://llmkd.github.io/llmkd/elad.html.md"""
 
 # %% ../nbs/07_elad.ipynb #00000003
 from __future__ import annotations
-import re, math, json, random, copy, time
+import re, math, random, time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -168,6 +168,8 @@ class TeacherLedger:
     def tokens(self): return self._sum('completion_tokens')
     @property
     def requests(self): return self._sum('requests')
+    @property
+    def prompt_tokens(self): return self._sum('prompt_tokens')
 
     def n_affordable(self, cost_per_item:int, requests_per_item:int=1) -> int:
         "How many more items, each costing at most `cost_per_item` tokens and `requests_per_item` requests, fit."
@@ -506,9 +508,8 @@ def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[Ari
     selection = selection or ELADSelection()
     rng, ledger, ann, all_probes, hist = np.random.default_rng(seed), TeacherLedger(budget, budget_requests), {}, [], []
     def row(r, t):
-        led = ledger
-        hist.append(dict(strategy=selection.name, round=r, tokens=led.tokens, prompt_tokens=led._sum('prompt_tokens'),
-                         requests=led.requests, annotated=len(ann), **evaluate_student(student, heldout), seconds=t))
+        hist.append(dict(strategy=selection.name, round=r, tokens=ledger.tokens, prompt_tokens=ledger.prompt_tokens,
+                         requests=ledger.requests, annotated=len(ann), **evaluate_student(student, heldout), seconds=t))
         if log: log(hist[-1])
     row(0, 0.)
     stop, best, stale = 'rounds', hist[-1]['accuracy'], 0

@@ -51,7 +51,7 @@ def load_tokenizer(src=None,       # GGUF file, local directory or hub name; def
                    padding_side='left'):
     "Load a tokenizer; a GGUF's tokenizer (slow to parse) is extracted once and cached on disk."
     from transformers import AutoTokenizer
-    src, gguf_file = _gguf_parts(ifnone(src, smollm2_gguf()), gguf_file)
+    src, gguf_file = _gguf_parts(src if src is not None else smollm2_gguf(), gguf_file)
     if gguf_file is None: return _finish_tokenizer(AutoTokenizer.from_pretrained(src), padding_side)
     path = Path(src)/gguf_file
     dest = llmkd_cache_dir()/'tokenizers'/f'{Path(gguf_file).stem}-{path.stat().st_size}'
@@ -97,8 +97,8 @@ def load_lm(src=None,            # GGUF file, local directory or hub name; defau
             **kwargs):           # passed to `AutoModelForCausalLM.from_pretrained`
     "Load a causal LM and its tokenizer; returns `(model, tokenizer)` with the model in eval mode."
     from transformers import AutoModelForCausalLM
-    src, gguf_file = _gguf_parts(ifnone(src, smollm2_gguf()), gguf_file)
-    tok = ifnone(tokenizer, load_tokenizer(src, gguf_file=gguf_file))
+    src, gguf_file = _gguf_parts(src if src is not None else smollm2_gguf(), gguf_file)  # only look up the default when needed
+    tok = tokenizer if tokenizer is not None else load_tokenizer(src, gguf_file=gguf_file)
     extra = dict(gguf_file=gguf_file) if gguf_file else {}
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **extra, **kwargs)
     if model.config.pad_token_id is None: model.config.pad_token_id = tok.pad_token_id

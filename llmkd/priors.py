@@ -9,7 +9,6 @@ from __future__ import annotations
 import json, hashlib, datetime
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlparse
 import numpy as np, pandas as pd, torch
 from pydantic import BaseModel, Field, model_validator
 from fastcore.basics import patch
@@ -303,13 +302,6 @@ def plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
     return axs
 
 # %% ../nbs/02_priors.ipynb #00000030
-def _endpoint_host(teacher) -> str|None:
-    if isinstance(getattr(teacher, 'host', None), str): return teacher.host
-    url = getattr(teacher, 'base_url', None) or getattr(getattr(teacher, 'client', None), 'base_url', None)
-    if url is None: return None
-    u = urlparse(str(url))
-    return u.hostname + (f":{u.port}" if u.port else "") if u.hostname else None
-
 def prompt_hash(messages:list, schema:type[BaseModel]|None=None) -> str:
     "SHA-256 of the prompts (and answer schema) that produced a prior."
     blob = json.dumps({'messages': messages, 'schema': schema.model_json_schema() if schema else None}, sort_keys=True)
@@ -345,7 +337,7 @@ def elicit_attributions(task:TaskDescription, # the task: description, classes, 
             by_name = {s.feature: s.score for s in p.scores}
             est[i,:,k] = [by_name[f] for f in task.features]
         reasoning[c] = [p.reasoning for p in parsed]
-    prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': _endpoint_host(teacher),
+    prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': getattr(teacher, 'host', None),
             'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
             'cached': [bool(getattr(a, 'cached', False)) for a in answers],

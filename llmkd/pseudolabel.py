@@ -210,6 +210,7 @@ class EmbeddingTeacher(ProbaTeacher):
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
         self.descriptions, self.classes = descriptions, [str(c) for c in descriptions]
         self.temperature, self.model, self.model_id, self.max_chars, self.cache, self.device, self.progress = temperature, model, model_id, max_chars, cache, device, progress
+        if self.cache is True: self.cache = EmbeddingCache()  # one store for all batches, not one per call
         self._label_emb = None
 
     def embed(self, texts:Sequence[str], progress:bool=False) -> np.ndarray:

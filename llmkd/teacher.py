@@ -407,7 +407,7 @@ def map(self:Teacher,
         return_exceptions:bool=False, # True: failed items hold their exception instead of raising
         **kwargs) -> list: # passed to `ask`
     "`ask` every item with `concurrency` threads; answers in input order, each cached as it arrives"
-    items, results, errors = list(items), [], {}
+    items, errors = list(items), {}
     results = [None]*len(items)
     ex = ThreadPoolExecutor(max(1, self.concurrency), thread_name_prefix='llmkd-teacher')
     try:

@@ -6,9 +6,9 @@ Docs: https://llmkd.github.io/llmkd/tell.html.md"""
 
 # %% ../nbs/08_tell.ipynb #00000003
 from __future__ import annotations
-import math, random
+import math
 import numpy as np, pandas as pd, torch
-from fastcore.basics import store_attr, patch, ifnone
+from fastcore.basics import store_attr, patch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
@@ -90,7 +90,9 @@ def mix_sources(task_items, general_items, ratio:float=100, # general:task ratio
     task = [dict(it, source=TASK) for it in task_items]
     need = round(ratio * (len(task) if unit == 'examples' else n_tokens(task)))
     general = _take_general(general_items, need, unit, rng, repeat) if need else []
-    return _interleave(task, general, rng) if order == 'stratified' else [(task+general)[i] for i in rng.permutation(len(task)+len(general))]
+    if order == 'stratified': return _interleave(task, general, rng)
+    items = task + general
+    return [items[i] for i in rng.permutation(len(items))]
 
 # %% ../nbs/08_tell.ipynb #00000015
 RG_TASKS = ('basic_arithmetic', 'chain_sum', 'products', 'decimal_arithmetic', 'complex_arithmetic', 'gcd', 'lcm',

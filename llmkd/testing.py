@@ -181,7 +181,7 @@ def _handle(self:LLMServer, h, body):
     if body.get('stream'): return h._error(400, 'stream=True is not supported by LLMServer')
     try: out = self.respond(body)
     except Exception as e: return h._error(500, f'respond raised {type(e).__name__}: {e}', 'server_error')
-    resp = out if isinstance(out, dict) else chat_completion(body, out, logprobs=self.logprobs and fault != 'no_logprobs')
+    resp = out if isinstance(out, dict) else chat_completion(body, out, logprobs=self.logprobs)
     if fault == 'no_logprobs':
         for c in resp.get('choices', []): c['logprobs'] = None
     if fault == 'malformed': return h._send(200, raw=json.dumps(resp).encode()[:25])

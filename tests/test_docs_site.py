@@ -13,8 +13,9 @@ flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--dis
 def served_site():
     "Serve the built site (building it when missing) on an ephemeral port of 127.0.0.1."
     if not (site/'index.html').exists(): subprocess.run([sys.executable, str(root/'tools'/'docs.py')], check=True, cwd=root)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args): pass
+    handler = functools.partial(Quiet, directory=str(site))
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f'http://127.0.0.1:{srv.server_address[1]}'

@@ -11,7 +11,7 @@ python3 -m venv .venv
 # llmkd never imports it, but transformers would try: remove it when it cannot import.
 .venv/bin/python -c "import torchvision" >/dev/null 2>&1 || .venv/bin/pip uninstall -y -q torchvision
 # Headless chromium for the docs-site browser test.
-if ! command -v chromium >/dev/null; then
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi
 fi
 echo "llmkd installed in .venv"

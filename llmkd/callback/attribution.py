@@ -477,9 +477,7 @@ def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
         xb, y = b[:n], (b[n] if len(b) > n else None)
     self._setup()
     a, _, group = self._attr(listify(xb) if not isinstance(xb, tuple) else xb, y, fresh=True, create_graph=False)
-    K = self.target.shape[1]
-    w = (torch.ones(*a.shape[:-1], 1, device=a.device) if group is None else F.one_hot(group, K).to(a.dtype))
-    g = torch.einsum('rnk,rnf->rkf', w, a.detach()) / w.sum(-2).clamp_min(1)[..., None]
+    g, _ = _class_means(a.detach(), group, self.target.shape[1])
     return g if xb[self._xi].dim() == 3 else g[0]
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000003e

@@ -125,8 +125,7 @@ def step(self:SampleSelector, pred, y, idx):
     mask, w = self.select(c, u, y, idx)
     mask = mask.float()
     mw = mask * w if self.weighted else mask
-    if world > 1: n_sel, w_sum, n = all_reduce_sum(torch.stack([mask.sum(), mw.sum(), torch.ones_like(c).sum()])).unbind()
-    else: n_sel, w_sum, n = mask.sum(), mw.sum(), len(c)
+    n_sel, w_sum, n = all_reduce_sum(torch.stack([mask.sum(), mw.sum(), torch.ones_like(c).sum()])).unbind()  # no-op on one process
     loss_i = F.nll_loss(logp, y, reduction='none') if self.sample_loss is None else self.sample_loss(pred, y)
     w_sum = w_sum.clamp_min(1e-12)
     loss = torch.dot(mw, loss_i) / w_sum
@@ -142,8 +141,7 @@ def _flush_hist(self:SampleSelector):
     "Move the steps logged since the last flush to the host (once per epoch: the only host sync of the callback)"
     if not self._hist: return None
     rows, self._hist = self._hist, []
-    n = torch.tensor([float(r[1]) for r in rows])
-    cols = [(torch.stack([r[0] for r in rows]).cpu() / n)[:, None]]
+    cols = [(torch.stack([r[0] for r in rows]) / torch.stack([r[1] for r in rows])).cpu()[:, None]]
     cols += [torch.stack([r[k] for r in rows]).flatten(1).cpu() for k in range(2, len(rows[0]))]
     self._hist_host.append(torch.cat(cols, 1))
     return self._hist_host[-1]
