@@ -49,7 +49,7 @@ def chat_completion(body:dict, contents:str|list, logprobs:bool=True) -> dict:
             'usage': {'prompt_tokens': pt, 'completion_tokens': ct, 'total_tokens': pt + ct}}
 
 # %% ../nbs/00_testing.ipynb #0000000f
-FAULTS = ('rate_limit', 'server_error', 'hang', 'malformed', 'no_logprobs', 'disconnect')
+FAULTS = ('rate_limit', 'server_error', 'hang', 'malformed', 'no_logprobs', 'disconnect', 'slow_drip')
 
 def echo(body:dict) -> str:
     "Default `respond` function: the content of the last message"
@@ -69,8 +69,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status, msg, typ='invalid_request_error', headers=None):
-        self._send(status, {'error': {'message': msg, 'type': typ, 'code': status}}, headers)
+    def _error(self, status, msg, typ='invalid_request_error', headers=None, code=None):
+        self._send(status, {'error': {'message': msg, 'type': typ, 'code': code or status}}, headers)
+
+    def _drip(self, data:bytes, interval:float):
+        "Status line, headers and `data`, one byte every `interval` seconds (until the client or the server gives up)"
+        raw = (f'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n').encode() + data
+        for i in range(len(raw)):
+            if self.server.llm._stopped.wait(interval): return
+            self.wfile.write(raw[i:i+1])
 
     def do_GET(self):
         if self.path.rstrip('/').endswith('/models'):
@@ -100,10 +107,14 @@ class LLMServer:
                  response_formats=('text', 'json_object', 'json_schema'), # `response_format` types accepted; others get an error
                  format_error_status:int=400, # status of that error (llama-cpp-python answers 500)
                  model:str='test-model', # model id listed by `/v1/models`
+                 slots:int|None=None, # answers computed at once (1: a one-slot llama.cpp server; others queue); None: no limit
+                 ignore_n:bool=False, # True: one choice per response whatever `n` asks (llama-cpp-python)
                  port:int=0): # 0: an ephemeral free port
         self.respond, self.latency, self.logprobs, self.model = respond or echo, latency, logprobs, model
         self.response_formats, self.format_error_status, self.port = tuple(response_formats), format_error_status, port
         self.requests, self.log, self.faults = [], [], deque()
+        self.slots, self.ignore_n, self.in_flight, self.peak_in_flight = slots, ignore_n, 0, 0
+        self._slots = threading.Semaphore(slots) if slots else None
         self._lock, self._stopped, self._httpd, self._url = threading.Lock(), threading.Event(), None, None
 
     @property
@@ -150,7 +161,7 @@ def __exit__(self:LLMServer, *exc): self.stop()
 def inject(self:LLMServer,
            fault:str, # one of `FAULTS`
            times:int=1, # how many consecutive requests get it
-           **opts): # `retry_after` (rate_limit), `status` (server_error), `seconds` (hang)
+           **opts): # `retry_after`, `code`, `message` (rate_limit); `status`, `message` (server_error); `seconds` (hang); `interval` (slow_drip)
     "Queue `fault` for the next `times` chat-completion requests; returns `self`"
     if fault not in FAULTS: raise ValueError(f'unknown fault {fault!r}: use one of {FAULTS}')
     with self._lock: self.faults.extend([(fault, opts)]*times)
@@ -168,21 +179,42 @@ def _handle(self:LLMServer, h, body):
         self.requests.append(body)
         fault, opts = self.faults.popleft() if self.faults else (None, {})
         self.log.append({'body': body, 'fault': fault})
-    if self.latency: self._stopped.wait(self.latency)
+        self.in_flight += 1; self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+    try: self._answer(h, body, fault, opts)
+    finally:
+        with self._lock: self.in_flight -= 1
+
+@patch
+def _compute(self:LLMServer, body, fault, opts):
+    "What `respond` answers, after the latency (and a hang), holding a slot when `slots` is set"
+    if self._slots is not None: self._slots.acquire()
+    try:
+        if self.latency: self._stopped.wait(self.latency)
+        if fault == 'hang': self._stopped.wait(opts.get('seconds', 30))
+        return self.respond(body)
+    finally:
+        if self._slots is not None: self._slots.release()
+
+# %% ../nbs/00_testing.ipynb #00000016a
+@patch
+def _answer(self:LLMServer, h, body, fault, opts):
     if fault == 'rate_limit':
-        return h._error(429, 'Rate limit reached, retry later', 'rate_limit_error', {'Retry-After': opts.get('retry_after', 0.05)})
+        return h._error(429, opts.get('message', 'Rate limit reached, retry later'), opts.get('code', 'rate_limit_error'),
+                        {'Retry-After': opts.get('retry_after', 0.05)}, code=opts.get('code'))
     if fault == 'server_error':
-        return h._error(opts.get('status', 500), 'The server had an error while processing your request', 'server_error')
+        msg = opts.get('message', 'The server had an error while processing your request')
+        return h._error(opts.get('status', 500), msg.replace('{authorization}', h.headers.get('Authorization', '')), 'server_error')
     if fault == 'disconnect': h.close_connection = True; return
-    if fault == 'hang': self._stopped.wait(opts.get('seconds', 30))
     fmt = (body.get('response_format') or {}).get('type', 'text')
     if fmt not in self.response_formats:
         return h._error(self.format_error_status, f"response_format type '{fmt}' is not supported")
     if body.get('stream'): return h._error(400, 'stream=True is not supported by LLMServer')
-    try: out = self.respond(body)
+    try: out = self._compute(body, fault, opts)
     except Exception as e: return h._error(500, f'respond raised {type(e).__name__}: {e}', 'server_error')
+    if self.ignore_n and not isinstance(out, dict): out, body = (out if isinstance(out, str) else out[:1]), {**body, 'n': 1}
     resp = out if isinstance(out, dict) else chat_completion(body, out, logprobs=self.logprobs)
     if fault == 'no_logprobs':
         for c in resp.get('choices', []): c['logprobs'] = None
     if fault == 'malformed': return h._send(200, raw=json.dumps(resp).encode()[:25])
+    if fault == 'slow_drip': return h._drip(json.dumps(resp).encode(), opts.get('interval', 0.5))
     h._send(200, resp)

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from llmkd.testing import LLMServer, prompt_tokens
 from llmkd.teacher import (Teacher, Answer, Usage, TokenLogprob, AnswerCache, TeacherError, TeacherAPIError, MapError,
-                           TeacherUnavailableError, TeacherTimeoutError, StructuredOutputError, endpoint_host)
+                           TeacherUnavailableError, TeacherTimeoutError, StructuredOutputError, endpoint_host, TeacherAuthError)
 
 SECRET = 'sk-llmkd-test-SECRET-0123456789'
 
@@ -210,9 +210,10 @@ def test_api_key_in_no_byte_of_cache_or_error_text(tmp_path, caplog):
             setup()
             with pytest.raises(TeacherError) as ei: call()
             errors.append(ei.value)
-    assert [type(e) for e in errors] == [StructuredOutputError, TeacherUnavailableError, TeacherAPIError, TeacherTimeoutError, MapError]
+    assert [type(e) for e in errors] == [StructuredOutputError, TeacherUnavailableError, TeacherAuthError, TeacherTimeoutError, MapError]
     files = list(tmp_path.glob('teacher.sqlite*'))
-    assert files and len(AnswerCache(tmp_path/'teacher.sqlite')) >= 7
+    c = AnswerCache(tmp_path/'teacher.sqlite')
+    assert files and len(c) >= 6 and len(c.rejected()) >= 1            # invalid answers kept for the record
     for f in files: assert SECRET.encode() not in f.read_bytes(), f
     for e in errors:
         text = ''.join(traceback.format_exception(e)) + repr(e) + str(vars(e))
