@@ -15,9 +15,13 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import find_bs
 from fastai.tabular.model import TabularModel
+from fastai.callback.training import GradientAccumulation
+from ..core import LLMKDError, InputError
+from .core import ColumnsCallback, fitting, world_size, all_reduce_sum, global_sum
+from ..priors import dummy_name
 
 # %% auto #0
-__all__ = ['transform_prior', 'select_output', 'input_gradient', 'mean_input_gradient', 'input_x_gradient',
+__all__ = ['transform_prior', 'select_output', 'prior_logit', 'input_gradient', 'mean_input_gradient', 'input_x_gradient',
            'integrated_gradients', 'unit_mse', 'penalty_from_attributions', 'penalty_from_output', 'laat_penalty',
            'StackedLinear', 'StackedMLP', 'AttributionRegularizer']
 
@@ -45,6 +49,18 @@ def select_output(out:torch.Tensor, # model output, (*lead,), (*lead, 1) or (*le
     if target is None: raise ValueError(f"The model has {out.shape[-1]} outputs: pass `target` (a column or per-sample classes).")
     if isinstance(target, int): return out[..., target]
     return out.gather(-1, torch.as_tensor(target, device=out.device).long().reshape(*lead, 1))[..., 0]
+
+def prior_logit(out:torch.Tensor, lead:tuple, n_classes:int, # classes the prior scores (1: binary)
+                y=None, # per-sample classes (multi-class prior)
+                pos:int=1 # binary prior on two logits: the column of the prior's class
+               ) -> torch.Tensor: # (*lead,)
+    "The per-sample output a prior scores: the logit, the log-odds of class `pos` of two logits, or the logit of class `y`."
+    n_out = 1 if out.shape == lead else out.shape[-1]
+    if n_classes == 1 and n_out == 2: return out[..., pos] - out[..., 1 - pos]
+    if n_classes == 1 and n_out == 1: return select_output(out, lead)
+    if n_classes > 1 and n_out == n_classes: return select_output(out, lead, y)
+    raise InputError(f"The prior scores {n_classes} class(es) but the model has {n_out} outputs: a binary prior needs "
+                     "one or two logits, a prior with C classes needs C outputs.")
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000000d
 def input_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:bool=True) -> torch.Tensor:
@@ -90,12 +106,14 @@ def unit_mse(a:torch.Tensor, t:torch.Tensor, eps:float=1e-12) -> tuple:
     return (ua - ut).pow(2).mean(-1), (ua * ut).sum(-1)
 
 # %% ../../nbs/03_callback.attribution.ipynb #00000019
-def _class_means(attr, group, K:int) -> tuple:
-    "Batch mean of `attr` (R, N, D): (R, 1, D) and None without groups, else per class (R, K, D) and class counts (R, K)"
-    if group is None: return attr.mean(-2, keepdim=True), None
-    onehot = F.one_hot(group.long(), K).to(attr.dtype)                # (R, N, K)
-    count = onehot.sum(-2)                                             # (R, K)
-    return torch.einsum('rnk,rnd->rkd', onehot, attr) / count.clamp_min(1)[..., None], count
+def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
+    "Batch mean of `attr` (R, N, D): (R, 1, D) and None without groups, else per class (R, K, D) and class counts (R, K); over all processes if `sync`"
+    if group is None: s, n = attr.sum(-2, keepdim=True), attr.new_full((*attr.shape[:-2], 1), attr.shape[-2])
+    else:
+        onehot = F.one_hot(group.long(), K).to(attr.dtype)             # (R, N, K)
+        s, n = torch.einsum('rnk,rnd->rkd', onehot, attr), onehot.sum(-2)
+    if sync: s, n = global_sum(s), all_reduce_sum(n.detach().clone())
+    return s / n.clamp_min(1)[..., None], (None if group is None else n)
 
 def _penalty_from_means(g, count, target) -> tuple:
     "Penalty and cosine per repetition of batch-mean attributions g (R, K, F), averaged over the classes present"
@@ -110,13 +128,14 @@ def penalty_from_attributions(attr:torch.Tensor, # per-sample attributions (R, N
                               target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
                               group=None, # per-sample class index (R, N) when K > 1, else None
                               values=None, # per-sample input values (R, N, F): per-sample targets t * x_i
+                              sync:bool=False, # under torch.distributed: means over the samples of all processes
                              ) -> tuple: # penalty and cosine per repetition, each (R,)
     "LAAT penalty: batch-mean attribution against the prior (per class), or per-sample when `values` given."
     if values is not None:   # input x gradient / integrated gradients: per-sample target t * x_i
         t = target.T[group] if group is not None else target[:, 0]
         mse, cos = unit_mse(attr, t * values)
-        return mse.mean(-1), cos.mean(-1)
-    return _penalty_from_means(*_class_means(attr, group, target.shape[1]), target)
+        return _class_means(torch.stack([mse, cos], -1), None, 1, sync)[0][..., 0, :].unbind(-1)
+    return _penalty_from_means(*_class_means(attr, group, target.shape[1], sync), target)
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000001c
 _methods = ('input_grad', 'input_x_grad', 'integrated_gradients')
@@ -131,14 +150,15 @@ def penalty_from_output(out:torch.Tensor, # model output computed from `x`
                         target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
                         y=None, # class indices (N,) / (R, N): needed when K > 1
                         method:str='input_grad', # 'input_grad' or 'input_x_grad'
+                        sync:bool=False, # under torch.distributed: batch means over all processes
                        ) -> tuple: # penalty and cosine per repetition, each (R,)
-    "LAAT penalty from an output already computed on `x`: no second forward pass (what the callback does)."
+    "LAAT penalty from an output already computed on `x`: no second forward pass."
     x3, group = _groups(x, target, y)
-    f = select_output(out, x.shape[:-1], None if group is None else group.reshape(x.shape[:-1]))
+    f = prior_logit(out, x.shape[:-1], target.shape[1], None if group is None else group.reshape(x.shape[:-1]))
     g = torch.autograd.grad(f.sum(), x, create_graph=True)[0].reshape(x3.shape)
-    if method == 'input_grad': return penalty_from_attributions(g, target, group)
-    if method == 'input_x_grad': return penalty_from_attributions(x3 * g, target, group, x3)
-    raise ValueError(f"penalty_from_output supports 'input_grad' and 'input_x_grad', not {method!r}.")
+    if method == 'input_grad': return penalty_from_attributions(g, target, group, sync=sync)
+    if method == 'input_x_grad': return penalty_from_attributions(x3 * g, target, group, x3, sync)
+    raise InputError(f"penalty_from_output supports 'input_grad' and 'input_x_grad', not {method!r}.")
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000001e
 _linear_layers = (nn.Linear,)   # layers h = x W^T + b the shortcut sees through (`StackedLinear` joins below)
@@ -158,11 +178,11 @@ def _capture_io(layer:nn.Module):
     try: yield io
     finally: h.remove()
 
-def _linear_class_means(lin, h, f, group, K:int) -> tuple:
+def _linear_class_means(lin, h, f, group, K:int, sync:bool=False) -> tuple:
     "Batch-mean input gradient of `f` per class (R, K, F) as mean(df/dh) W at the leading linear layer's output `h`; class counts"
     gh = torch.autograd.grad(f.sum(), h, create_graph=True)[0]
     if gh.dim() == 2: gh = gh[None]
-    g, count = _class_means(gh, None if group is None else group.reshape(gh.shape[:-1]), K)
+    g, count = _class_means(gh, None if group is None else group.reshape(gh.shape[:-1]), K, sync)
     W = lin.weight   # nn.Linear: (H, F); StackedLinear: (R, F, H)
     return g @ (W if isinstance(lin, nn.Linear) else W.transpose(-1, -2)), count
 
@@ -173,22 +193,23 @@ def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) f
                  method:str='input_grad', # 'input_grad' (paper), 'input_x_grad' or 'integrated_gradients'
                  n_steps:int=20, baseline=None, # integrated gradients only
                  linear_shortcut:bool=True, # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
+                 sync:bool=False, # under torch.distributed: batch means over the samples of all processes
                 ) -> tuple: # penalty and cosine per repetition, each (R,) ((1,) for an unstacked model)
     "Unweighted LAAT penalty MSE(unit(attribution), t_hat) of `model` on `x`, for use in a plain torch loop."
-    if method not in _methods: raise ValueError(f"Unknown method {method!r}: use one of {_methods}.")
+    if method not in _methods: raise InputError(f"Unknown method {method!r}: use one of {_methods}.")
     lin = _leading_linear(model) if linear_shortcut and method == 'input_grad' else None
     if method != 'integrated_gradients':
         x = x.detach().requires_grad_()
-        if lin is None: return penalty_from_output(model(x), x, target, y, method)
+        if lin is None: return penalty_from_output(model(x), x, target, y, method, sync)
         with _capture_io(lin) as io: out = model(x)
-        if io[0] is not x: return penalty_from_output(out, x, target, y, method)
+        if io[0] is not x: return penalty_from_output(out, x, target, y, method, sync)
         x3, group = _groups(x, target, y)
-        f = select_output(out, x.shape[:-1], None if group is None else group.reshape(x.shape[:-1]))
-        return _penalty_from_means(*_linear_class_means(lin, io[1], f, group, target.shape[1]), target)
+        f = prior_logit(out, x.shape[:-1], target.shape[1], None if group is None else group.reshape(x.shape[:-1]))
+        return _penalty_from_means(*_linear_class_means(lin, io[1], f, group, target.shape[1], sync), target)
     x3, group = _groups(x, target, y)
     b = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     a = integrated_gradients(model, x, None if group is None else group.reshape(x.shape[:-1]), b, n_steps)
-    return penalty_from_attributions(a.reshape(x3.shape), target, group, (x - b).reshape(x3.shape))
+    return penalty_from_attributions(a.reshape(x3.shape), target, group, (x - b).reshape(x3.shape), sync)
 
 # %% ../../nbs/03_callback.attribution.ipynb #00000028
 class StackedLinear(nn.Module):
@@ -216,28 +237,54 @@ class StackedMLP(nn.Sequential):
         "Repetition `r` as an independent `nn.Sequential` MLP (a copy)."
         return nn.Sequential(self[0].unstack(r), nn.ReLU(), self[2].unstack(r))
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000030
+# %% ../../nbs/03_callback.attribution.ipynb #dd212521
 def _prior_table(prior) -> tuple:
-    "(feature names or None, class names or None, scores (F, K)) of an AttributionPrior, DataFrame, Series or array"
+    "(feature names or None, class names or None, scores (F, K)) of a prior in any form users hold; InputError on NaN"
     if hasattr(prior, 'scores') and hasattr(prior, 'features'): prior = prior.scores
-    if isinstance(prior, pd.DataFrame): return [str(i) for i in prior.index], [str(c) for c in prior.columns], prior.to_numpy(np.float32)
-    if isinstance(prior, pd.Series): return [str(i) for i in prior.index], None, prior.to_numpy(np.float32)[:, None]
-    s = prior.detach().cpu().float().numpy() if isinstance(prior, torch.Tensor) else np.asarray(prior, dtype=np.float32)
+    if isinstance(prior, dict):
+        nested = all(isinstance(v, dict) for v in prior.values()) and len(prior) > 0
+        prior = pd.DataFrame(prior) if nested else pd.Series(prior, dtype=object)
+    if isinstance(prior, pd.Series): prior = prior.to_frame(None)
+    if isinstance(prior, pd.DataFrame):
+        names, classes = [str(i) for i in prior.index], [str(c) for c in prior.columns] if prior.columns[0] is not None else None
+        s = prior.to_numpy()
+    else: names, classes, s = None, None, prior.detach().cpu().numpy() if isinstance(prior, torch.Tensor) else prior
+    try: s = np.asarray(s, dtype=np.float32)
+    except (TypeError, ValueError): raise InputError(f"Prior scores must be numbers; got {prior!r}.") from None
     if s.ndim == 1: s = s[:, None]
-    if s.ndim != 2: raise ValueError(f"A prior array must be (F,) or (F, C); got shape {s.shape}.")
-    return None, None, s
+    if s.ndim != 2: raise InputError(f"A prior array must be (F,) or (F, C); got shape {s.shape}.")
+    bad = ~np.isfinite(s).all(1)
+    if bad.any(): raise InputError(f"The prior has NaN or infinite scores for {[names[i] if names else i for i in np.flatnonzero(bad)][:5]}: "
+                                   "give every feature a finite score (0 for no effect).")
+    return names, classes, s
 
-def _match_features(model_features:list, prior_features:list, exclude=()) -> tuple:
-    "Indices of the kept model features and of the same features in the prior; error naming any mismatch"
-    keep = [f for f in model_features if f not in exclude]
-    missing, unknown = [f for f in keep if f not in prior_features], [f for f in prior_features if f not in keep]
-    if missing or unknown:
-        raise ValueError("The prior's features do not match the model's inputs: "
-            f"missing from the prior: {missing}; unknown to the model: {unknown}. Pass `features=` (the model's "
-            "input names, in order), `exclude=` (model inputs to leave out of the penalty), or edit the prior.")
-    return [model_features.index(f) for f in keep], [prior_features.index(f) for f in keep]
+# %% ../../nbs/03_callback.attribution.ipynb #636c181d
+def _tab_units(dls) -> tuple:
+    "Attributable inputs of a tabular model: [(name, cat column or None, level or cont index, column)]; aliases column -> level name"
+    cats = list(dls.cat_names); voc = dls.classes if cats else {}
+    units = [(dummy_name(c, v), ci, j, str(c)) for ci, c in enumerate(cats) for j, v in enumerate(voc[c]) if str(v) != '#na#']
+    units += [(str(c), None, k, str(c)) for k, c in enumerate(dls.cont_names)]
+    levels = {c: [str(v) for v in voc[c] if str(v) != '#na#'] for c in cats}
+    return units, {str(c): dummy_name(c, lv[-1]) for c, lv in levels.items() if len(lv) == 2}
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000032
+def _match_units(units, names, exclude=(), aliases=None) -> tuple:
+    "Positions of the scored units and of their scores in the prior; InputError naming what does not match and a fix"
+    aliases, excl = aliases or {}, set(exclude)
+    pri = {aliases.get(n, n): i for i, n in enumerate(names)}
+    keep = [i for i, u in enumerate(units) if u[0] in pri and u[0] not in excl and u[3] not in excl]
+    groups = {}
+    for u in units: groups.setdefault(u[3], []).append(u[0])
+    missing = [c for c, us in groups.items() if not any(n in pri for n in us) and c not in excl
+               and not any(n in excl for n in us) and not c.endswith('_na')]
+    unknown = [n for n in names if aliases.get(n, n) not in {u[0] for u in units}]
+    if missing or unknown: raise InputError("The prior's features do not match the model's inputs: "
+        f"missing from the prior: {missing}; unknown to the model: {unknown}. A categorical level is scored as "
+        f"'<column>_<level>' (llmkd.priors.dummy_name), e.g. {next((u[0] for u in units if u[1] is not None), 'smoker_yes')!r}; elicit the prior from the same DataFrame "
+        "(TaskDescription.from_df), pass `exclude=` (model inputs to leave out of the penalty) or `features=` (a plain "
+        "model's input names, in order), or edit the prior.")
+    return keep, [pri[units[i][0]] for i in keep]
+
+# %% ../../nbs/03_callback.attribution.ipynb #7f9d8323
 @contextmanager
 def _bn_eval(model):
     "BatchNorm layers use their running statistics inside (a train-mode BN couples the samples of a batch)"
@@ -247,69 +294,59 @@ def _bn_eval(model):
     finally:
         for m in bns: m.train()
 
-@contextmanager
-def _capture(embeds):
-    "Record each embedding layer's output during a forward pass (made differentiable if the layer is frozen)"
-    outs = [None] * len(embeds)
-    def hook(i):
-        def _f(m, inp, out):
-            if torch.is_grad_enabled() and not out.requires_grad: out = out.detach().requires_grad_()
-            outs[i] = out
-            return out
-        return _f
-    hs = [e.register_forward_hook(hook(i)) for i, e in enumerate(embeds)]
-    try: yield outs
-    finally:
-        for h in hs: h.remove()
-
-# %% ../../nbs/03_callback.attribution.ipynb #00000033
-class AttributionRegularizer(Callback):
+# %% ../../nbs/03_callback.attribution.ipynb #3b31d56b
+class AttributionRegularizer(ColumnsCallback):
     "LAAT: add `gamma` * MSE(unit(model attribution), unit(transformed prior)) to the training loss."
-    order, run_valid = 55, False  # after Recorder (50), whose columns it extends; before ProgressCallback (60)
-    _cols = ('task_loss', 'attr_loss', 'attr_cos')
-    def __init__(self, prior, # AttributionPrior, DataFrame (features x classes), Series, or tensor (F,) / (F, C) of raw scores
+    order, run_valid = GradientAccumulation.order - 1, False  # penalty in `loss_grad` before GradientAccumulation scales it
+    columns = ('task_loss', 'attr_loss', 'attr_cos')
+    def __init__(self, prior, # AttributionPrior, dict, DataFrame (features x classes), Series, or array (F,) / (F, C) of scores
                  gamma:float=100., # penalty weight (paper: 100)
                  transform:str='signed_exp', # 'signed_exp' (t = sign(s)*exp(|s|), official code) or 'identity'
                  method:str='input_grad', # 'input_grad' (batch mean, paper), 'input_x_grad' or 'integrated_gradients' (per sample)
                  gamma_decay:float|None=None, # multiply gamma by this every epoch, e.g. 0.95
-                 features:list|None=None, # model input names in order (default: from a tabular DataLoaders), checked against the prior's
+                 features:list|None=None, # a plain model's input names in order (tabular models: read from the DataLoaders)
                  classes:list|None=None, # class names of the model's outputs in order (default: `dls.vocab`)
-                 exclude:list|None=None, # model inputs to leave out of the penalty (FillMissing's unscored `_na` columns are left out anyway)
-                 cat_mode:str|None='embedding', # tabular categorical columns: 'embedding' (pooled per column) or None (one-hot as continuous columns)
+                 exclude:list|None=None, # model inputs to leave out of the penalty
+                 sync:bool=True, # under torch.distributed: batch means over all processes (False: per-process means)
                  n_steps:int=20, baseline=None, # integrated gradients: midpoint steps and baseline (default zeros)
                  linear_shortcut:bool=True): # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
-        if method not in _methods: raise ValueError(f"Unknown method {method!r}: use one of {_methods}.")
-        if cat_mode not in ('embedding', None): raise ValueError(f"Unknown cat_mode {cat_mode!r}: use 'embedding' or None.")
-        store_attr(); self._io = self._hook = None
+        if method not in _methods: raise InputError(f"Unknown method {method!r}: use one of {_methods}.")
+        store_attr(); self._handles, self.target = [], None
         transform_prior(_prior_table(prior)[2], transform)   # fail early on a bad prior or transform
-        self.target = None
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000034
+# %% ../../nbs/03_callback.attribution.ipynb #fbb7aec6
+@patch
+def _units(self:AttributionRegularizer, model, names):
+    "The model's attributable inputs [(name, cat column or None, index, column)] and aliases; error for a named prior on unnamed inputs"
+    if isinstance(model, TabularModel): return _tab_units(self.dls)
+    if self.features is not None: return [(str(f), None, k, str(f)) for k, f in enumerate(self.features)], {}
+    if names is not None: raise InputError(f"The prior names its features ({names[:5]}...) but the model's inputs have no "
+        "names, and a prior is never applied by position: pass `features=` (the model's input names, in order).")
+    return None, {}
+
 @patch
 def _setup(self:AttributionRegularizer):
-    "Find the attributed inputs, match features and classes, and put the target (F, K) on the model's device."
-    model = getattr(self.learn.model, 'module', self.learn.model)
-    tab, dls = isinstance(model, TabularModel), getattr(self.learn, 'dls', None)
-    self._xi, self._embeds = int(tab), (list(model.embeds) if tab and self.cat_mode == 'embedding' else [])
-    if self._embeds and self.method == 'integrated_gradients': raise ValueError("integrated_gradients attributes "
-        "continuous inputs only: pass cat_mode=None (categoricals one-hot as continuous columns) or another method.")
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    self._reuse = self.method != 'integrated_gradients' and not self._embeds and not has_bn  # else: a fresh forward
-    self._lin = _leading_linear(model) if self.linear_shortcut and self.method == 'input_grad' and not tab else None
+    "Match the prior to the model's inputs and outputs; the target (F, K) on the model's device."
+    model = self._inner(); dev = next(model.parameters()).device
     names, classes, S = _prior_table(self.prior)
-    cats = [str(c) for c in getattr(dls, 'cat_names', [])] if tab else []
-    feats = ([str(f) for f in self.features] if self.features is not None else
-             (cats if self._embeds else []) + [str(c) for c in getattr(dls, 'cont_names', [])] if tab else None)
-    self._keep = None
-    if feats and names:
-        excl = set(listify(self.exclude)) | {c for c in cats if c.endswith('_na') and c not in names}
-        keep, idx = _match_features(feats, names, excl)
-        S = S[idx]
-        if keep != list(range(len(feats))): self._keep = torch.tensor(keep, device=next(model.parameters()).device)
-    S, self._pos = self._match_classes(S, classes, getattr(dls, 'vocab', None))
-    self.target = transform_prior(S, self.transform).to(next(model.parameters()).device)
+    units, aliases = self._units(model, names)
+    self._xi, self._cat_sel, self._cont_sel = int(isinstance(model, TabularModel)), [], None
+    if units is not None:
+        keep, idx = _match_units(units, names if names is not None else [u[0] for u in units], listify(self.exclude), aliases)
+        S, kept = S[idx], [units[i] for i in keep]
+        for ci in dict.fromkeys(u[1] for u in kept if u[1] is not None):
+            self._cat_sel.append((ci, torch.tensor([u[2] for u in kept if u[1] == ci], device=dev)))
+        self._cont_sel = torch.tensor([u[2] for u in kept if u[1] is None], device=dev, dtype=torch.long)
+        self.feature_names = [u[0] for u in kept]
+    else: self.feature_names = None
+    if self._cat_sel and self.method == 'integrated_gradients': raise InputError("integrated_gradients attributes "
+        "continuous inputs only: `exclude=` the categorical levels or use method='input_grad'.")
+    S, self._pos = self._match_classes(S, classes, getattr(self.dls, 'vocab', None))
+    self.target = transform_prior(S, self.transform).to(dev)
+    self._bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    self._lin = _leading_linear(model) if self.linear_shortcut and self.method == 'input_grad' and not self._xi else None
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000035
+# %% ../../nbs/03_callback.attribution.ipynb #d0d7f4fb
 @patch
 def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
     "Reorder a multi-class prior to the model's outputs; for a binary prior, the index of its class in two logits."
@@ -317,172 +354,206 @@ def _match_classes(self:AttributionRegularizer, S, classes, vocab) -> tuple:
             [str(v) for v in vocab] if isinstance(vocab, (list, tuple)) or hasattr(vocab, 'o2i') else None)
     if not classes or not outs: return S, 1
     if S.shape[1] == 1: return S, (outs.index(classes[0]) if classes[0] in outs else 1)
-    if sorted(classes) != sorted(outs): raise ValueError(f"The prior scores classes {classes} but the model's outputs "
+    if sorted(classes) != sorted(outs): raise InputError(f"The prior scores classes {classes} but the model's outputs "
         f"are {outs}: pass `classes=` (the model's output classes in order, named as in the prior).")
     return S[:, [classes.index(c) for c in outs]], 1
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000036
 @patch
 def _group(self:AttributionRegularizer, y, lead):
     "Class index per sample (None for a binary prior); soft targets use their argmax."
     if self.target.shape[1] == 1: return None
-    if y is None: raise ValueError("A multi-class prior needs the targets: the true class's logit is attributed.")
+    if y is None: raise InputError("A multi-class prior needs the targets: the true class's logit is attributed.")
     if y.is_floating_point() and y.dim() == len(lead) + 1: y = y.argmax(-1)
     return y.reshape(lead).long()
 
+# %% ../../nbs/03_callback.attribution.ipynb #9b992439
 @patch
-def _select(self:AttributionRegularizer, out, lead, y) -> tuple:
-    "Per-sample logit to attribute and the class group of each sample."
-    K, n_out = self.target.shape[1], 1 if out.shape == lead else out.shape[-1]
-    if K == 1 and n_out == 2: return out[..., self._pos] - out[..., 1 - self._pos], None  # log-odds of the class
-    if K == 1 and n_out == 1: return select_output(out, lead), None
-    if K > 1 and n_out == K: group = self._group(y, lead); return select_output(out, lead, group), group
-    raise ValueError(f"The prior scores {K} class(es) but the model has {n_out} outputs: a binary prior needs "
-                     "one or two logits, a prior with C classes needs C outputs.")
-
-# %% ../../nbs/03_callback.attribution.ipynb #00000037
-@patch
-def _forward(self:AttributionRegularizer, xb, fresh:bool) -> tuple:
-    "Output, attributed input and embedding outputs: the training forward, or a fresh float32 one."
-    xb = list(xb); x = xb[self._xi]
-    if not x.is_floating_point(): raise TypeError(f"The attributed input must be floating point, not {x.dtype}.")
-    if not fresh: return self.pred, x, []
-    xb[self._xi] = x = x.detach().float().requires_grad_()
-    with torch.autocast(x.device.type, enabled=False), _bn_eval(self.model), _capture(self._embeds) as embs:
-        out = self.model(*xb)
-    return out, x, embs
+def _inner(self:AttributionRegularizer): return getattr(self.learn.model, 'module', self.learn.model)
 
 @patch
-def _finish(self:AttributionRegularizer, a, v, group) -> tuple:
-    "Keep the scored features, check their number, add the repetition axis."
-    if self._keep is not None: a, v = a[..., self._keep], (None if v is None else v[..., self._keep])
-    if a.shape[-1] != self.target.shape[0]: raise ValueError(f"The model's input has {a.shape[-1]} features but the "
-        f"prior scores {self.target.shape[0]}: pass `features=` (the model's input names) or a prior for these inputs.")
+def _on(self:AttributionRegularizer): return (self.learn.training or getattr(self, '_inspect', False)) and torch.is_grad_enabled()
+
+@patch
+def _pre_hook(self:AttributionRegularizer, m, args):
+    if not self._on() or len(args) <= self._xi: return None
+    args = list(args); x = args[self._xi]
+    if not x.is_floating_point(): raise InputError(f"The attributed input must be floating point, not {x.dtype}.")
+    if not x.requires_grad: x = args[self._xi] = x.detach().requires_grad_()
+    self._x, self._amp = x, torch.is_autocast_enabled(x.device.type)
+    self._finite &= torch.isfinite(x.detach()).all()
+    return tuple(args)
+
+@patch
+def _emb_hook(self:AttributionRegularizer, k:int):
+    def hook(m, inp, out):
+        if not self._on(): return None
+        if not out.requires_grad: out = out.detach().requires_grad_()   # a frozen embedding
+        self._embs[k] = out
+        return out
+    return hook
+
+@patch
+def _lin_hook(self:AttributionRegularizer, m, inp, out):
+    if self._on(): self._io = (inp[0], out)
+
+# %% ../../nbs/03_callback.attribution.ipynb #51146244
+@patch
+def _hook(self:AttributionRegularizer):
+    "Register the hooks (removed in after_fit, after_cancel_fit and before an error)."
+    self._unhook(); model = self._inner()
+    self._handles = [model.register_forward_pre_hook(self._pre_hook)]
+    self._handles += [model.embeds[ci].register_forward_hook(self._emb_hook(k)) for k, (ci, _) in enumerate(self._cat_sel)]
+    if self._lin is not None: self._handles.append(self._lin.register_forward_hook(self._lin_hook))
+
+@patch
+def _unhook(self:AttributionRegularizer):
+    for h in self._handles: h.remove()
+    self._handles, self._x, self._io, self._embs = [], None, None, []
+
+# %% ../../nbs/03_callback.attribution.ipynb #a9c4c741
+@patch
+def _forward(self:AttributionRegularizer, fresh:bool) -> tuple:
+    "Output, attributed input and embedding outputs: the training forward's, or a fresh float32 one's."
+    if not fresh: return self.pred, self._x, list(self._embs)
+    xb = list(self.xb); x = xb[self._xi] = xb[self._xi].detach().float().requires_grad_()
+    self._io = None
+    with _bn_eval(self.model): out = self._inner()(*xb)
+    return out, x, list(self._embs)
+
+@patch
+def _ig(self:AttributionRegularizer, y) -> tuple:
+    "Integrated gradients of the prior's logit (one batched float32 forward of n_steps*N rows)."
+    xb, n, K = list(self.xb), self.n_steps, self.target.shape[1]
+    x = xb[self._xi].detach().float(); lead = x.shape[:-1]
+    b = torch.zeros_like(x) if self.baseline is None else torch.as_tensor(self.baseline, dtype=x.dtype, device=x.device).expand_as(x)
+    def fwd(p):
+        out = self._inner()(*[p if i == self._xi else t.repeat(n, *[1] * (t.dim() - 1)) for i, t in enumerate(xb)])
+        return prior_logit(out, p.shape[:-1], 1, pos=self._pos) if K == 1 else out
+    group = self._group(y, lead)
+    with _bn_eval(self.model): a = integrated_gradients(fwd, x, group, b, n)
+    return a, x - b, group
+
+# %% ../../nbs/03_callback.attribution.ipynb #fe2cba1c
+@patch
+def _attributions(self:AttributionRegularizer, y, fresh:bool, create_graph:bool=True) -> tuple:
+    "Per-sample attributions (N, F) / (R, N, F) of the scored inputs, their values (input x gradient), class groups."
+    if self.method == 'integrated_gradients': a, v, group = self._ig(y)
+    else:
+        out, x, embs = self._forward(fresh)
+        group = self._group(y, x.shape[:-1])
+        f = prior_logit(out, x.shape[:-1], self.target.shape[1], group, self._pos)
+        gs = torch.autograd.grad(f.sum(), [x] + embs, create_graph=create_graph, allow_unused=True)
+        gx = torch.zeros_like(x) if gs[0] is None else gs[0]
+        cols, vals = [], []
+        for (ci, lv), g in zip(self._cat_sel, gs[1:]):   # d f / d onehot_j = E_j . d f / d e
+            cols.append(g @ self._inner().embeds[ci].weight[lv].T)
+            vals.append((self.xb[0][:, ci, None] == lv).to(g.dtype))
+        keep = self._cont_sel
+        cols.append(gx if keep is None else gx[..., keep]); vals.append(x if keep is None else x[..., keep])
+        a, v = torch.cat(cols, -1), torch.cat(vals, -1)
+        if self.method == 'input_grad': v = None
+        else: a = a * v
+    if self._cont_sel is not None and self.method == 'integrated_gradients': a, v = a[..., self._cont_sel], v[..., self._cont_sel]
+    return a, v, group
+
+# %% ../../nbs/03_callback.attribution.ipynb #82e5a0a0
+def _stacked(a, v, group):
+    "Add the repetition axis to an unstacked model's per-sample tensors"
     if a.dim() == 3: return a, v, group
     return a[None], (None if v is None else v[None]), (None if group is None else group[None])
 
-# %% ../../nbs/03_callback.attribution.ipynb #00000038
 @patch
-def _attr(self:AttributionRegularizer, xb, y, fresh:bool, create_graph:bool=True) -> tuple:
-    "Per-sample attributions (R, N, F), input values (R, N, F) for per-sample targets or None, and class groups."
-    if self.method == 'integrated_gradients': return self._ig(xb, y, create_graph)
-    out, x, embs = self._forward(xb, fresh)
-    f, group = self._select(out, x.shape[:-1], y)
-    ins = ([x] if x.shape[-1] else []) + embs
-    gs = torch.autograd.grad(f.sum(), ins, create_graph=create_graph)
-    xg, cols, vals = self.method == 'input_x_grad', [], []
-    for e, g in zip(embs, gs[len(ins) - len(embs):]):   # one attribution per categorical column
-        cols.append(((g * e) if xg else g).sum(-1, keepdim=True)); vals.append(torch.ones_like(cols[-1]))
-    if x.shape[-1]: cols.append(gs[0] * x if xg else gs[0]); vals.append(x)
-    return self._finish(torch.cat(cols, -1), torch.cat(vals, -1) if xg else None, group)
-
-# %% ../../nbs/03_callback.attribution.ipynb #00000039
-@patch
-def _ig(self:AttributionRegularizer, xb, y, create_graph:bool=True) -> tuple:
-    "Integrated-gradients attributions per sample, graph kept (one batched fresh forward of n_steps*N rows)."
-    xb, n = list(xb), self.n_steps
-    x = xb[self._xi].detach().float()
-    b = torch.zeros_like(x) if self.baseline is None else torch.as_tensor(self.baseline, dtype=x.dtype, device=x.device).expand_as(x)
-    pts = _interpolate(x, b, n).requires_grad_()
-    xr = [pts if i == self._xi else t.repeat(n, *[1] * (t.dim() - 1)) for i, t in enumerate(xb)]
-    yr = None if y is None else y.repeat(*[n if d == x.dim() - 2 else 1 for d in range(y.dim())])
-    with torch.autocast(x.device.type, enabled=False), _bn_eval(self.model): out = self.model(*xr)
-    f, _ = self._select(out, pts.shape[:-1], yr)
-    g = torch.autograd.grad(f.sum(), pts, create_graph=create_graph)[0]
-    a = (x - b) * g.unflatten(-2, (n, x.shape[-2])).mean(-3)
-    return self._finish(a, x - b, self._group(y, x.shape[:-1]))
-
-# %% ../../nbs/03_callback.attribution.ipynb #0000003a
-@patch
-def _linear_means(self:AttributionRegularizer, xb, y, fresh:bool):
-    "Batch-mean input gradients (R, K, F) and class counts through the leading linear layer, or None if it did not map the input."
-    if fresh: self._io = None
-    out, x, _ = self._forward(xb, fresh)
-    (x_in, h), self._io = self._io or (None, None), None
-    if x_in is not x: return None
-    f, group = self._select(out, x.shape[:-1], y)
-    g, count = _linear_class_means(self._lin, h, f, group, self.target.shape[1])
-    return self._finish(g, None, None)[0], count
+def _penalty(self:AttributionRegularizer, y) -> tuple:
+    "Penalty and cosine per repetition of the current batch."
+    fresh = self.method == 'integrated_gradients' or self._bn or self._amp or self._x is None
+    if self._lin is not None:
+        out, x, _ = self._forward(fresh)
+        if self._io is not None and self._io[0] is x:
+            group = self._group(y, x.shape[:-1])
+            f = prior_logit(out, x.shape[:-1], self.target.shape[1], group, self._pos)
+            g, count = _linear_class_means(self._lin, self._io[1], f, group, self.target.shape[1], self.sync)
+            return _penalty_from_means(self._check_width(g), count, self.target)
+        fresh = True
+    a, v, group = _stacked(*self._attributions(y, fresh))
+    return penalty_from_attributions(self._check_width(a), self.target, group, v, self.sync)
 
 @patch
-def _store_io(self:AttributionRegularizer, m, inp, out):
-    if torch.is_grad_enabled(): self._io = (inp[0], out)
-@patch
-def _unhook(self:AttributionRegularizer):
-    if self._hook is not None: self._hook.remove()
-    self._hook = self._io = None
+def _check_width(self:AttributionRegularizer, a):
+    if a.shape[-1] != self.target.shape[0]: raise InputError(f"The model's input has {a.shape[-1]} features but the "
+        f"prior scores {self.target.shape[0]}: pass `features=` (the model's input names) or a prior for these inputs.")
+    return a
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000003b
+# %% ../../nbs/03_callback.attribution.ipynb #c02f9e61
 @patch
 def before_fit(self:AttributionRegularizer):
-    "Skip lr_find/get_preds; set up the target; add the recorder columns before 'time'."
-    self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
+    "Skip validate/get_preds/lr_find; match the prior, hook the model, add the columns."
+    self.run = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
     if not self.run: return
-    self._setup(); self._amp, self._logging = False, True
-    self._unhook()
-    if self._lin is not None: self._hook = self._lin.register_forward_hook(self._store_io)   # records h for `_linear_means`
-    rec = getattr(self.learn, 'recorder', None)
-    if rec is not None:
-        i = len(rec.metric_names) - int(bool(rec.add_time))
-        rec.metric_names = rec.metric_names[:i] + list(self._cols) + rec.metric_names[i:]
+    self._setup(); self._hook(); self.add_columns()
 
 @patch
 def before_epoch(self:AttributionRegularizer):
     self.cur_gamma = self.gamma * (self.gamma_decay ** self.epoch if self.gamma_decay else 1.)
+
 @patch
-def before_train(self:AttributionRegularizer): self._tot, self._n = torch.zeros(3, device=self.target.device), 0
+def before_train(self:AttributionRegularizer):
+    self._tot, self._n, self._finite = torch.zeros(3, device=self.target.device), 0, torch.ones((), dtype=torch.bool, device=self.target.device)
+
 @patch
 def before_batch(self:AttributionRegularizer):
-    "Make the attributed input differentiable when the training forward is reused."
-    if not self._reuse: return
-    xb = list(self.xb); xb[self._xi] = xb[self._xi].detach().requires_grad_(); self.learn.xb = tuple(xb)
-@patch
-def after_pred(self:AttributionRegularizer): self._amp = torch.is_autocast_enabled(self.xb[self._xi].device.type)
+    self._x, self._io, self._amp, self._embs = None, None, False, [None] * len(self._cat_sel)
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000003c
+# %% ../../nbs/03_callback.attribution.ipynb #5148dcb1
 @patch
 def after_loss(self:AttributionRegularizer):
-    "Add gamma * penalty to `loss_grad` (before MixedPrecision scales it) and to the logged loss; accumulate on device."
-    y, fresh = self.yb[0] if len(self.yb) else None, not self._reuse or self._amp
-    means = self._linear_means(self.xb, y, fresh) if self._lin is not None else None
-    if means is not None: pen, cos = _penalty_from_means(*means, self.target)
-    else:
-        a, v, group = self._attr(self.xb, y, fresh)
-        pen, cos = penalty_from_attributions(a, self.target, group, v)
+    "Add gamma * penalty to `loss_grad` and to the logged loss; accumulate the columns on the device."
+    with torch.autocast(self.target.device.type, enabled=False):   # float32 penalty, also inside MixedPrecision's autocast
+        pen, cos = self._penalty(self.yb[0] if len(self.yb) else None)
     term, task = self.cur_gamma * pen.mean(), self.learn.loss_grad
-    self.learn.loss_grad = task + term
+    self.learn.loss_grad = task + term * (world_size() if self.sync else 1)
     self.learn.loss = self.learn.loss + term.detach()
-    self.attr_loss, self.attr_cos = term.detach(), cos.detach().mean()
     bs = find_bs(self.yb)
-    self._tot += torch.stack([task.detach().float().mean(), self.attr_loss.float(), self.attr_cos.float()]) * bs
+    self._tot += torch.stack([task.detach().float().mean(), term.detach().float(), cos.detach().float().mean()]) * bs
     self._n += bs
 
 @patch
-def after_validate(self:AttributionRegularizer):
-    "Append the epoch's mean task loss, penalty and cosine to the recorder's log (one host sync per epoch)."
-    if self._logging and getattr(self.learn, 'recorder', None) is not None:
-        self.recorder.log += (self._tot / self._n).tolist() if self._n else [float('nan')] * 3
+def after_train(self:AttributionRegularizer):
+    "The epoch's mean task loss, penalty and cosine (one host sync); a named error for NaN inputs or losses."
+    *vals, finite = torch.cat([self._tot / max(self._n, 1), self._finite[None].float()]).tolist()
+    if not finite: self._fail(InputError(f"The training inputs hold NaN or infinite values (epoch {self.epoch}): fill "
+        "them before training (fastai's FillMissing, or DataFrame.fillna) or drop those rows."))
+    if not np.isfinite(vals).all(): self._fail(LLMKDError(f"The loss became NaN or infinite in epoch {self.epoch} "
+        f"(task loss {vals[0]}, penalty {vals[1]}): lower the learning rate or gamma."))
+    self.column_values = vals
 
 @patch
-def after_fit(self:AttributionRegularizer): self._logging = False; self._unhook()
-@patch
-def after_cancel_fit(self:AttributionRegularizer): self._logging = False; self._unhook()
+def _fail(self:AttributionRegularizer, e):
+    self._unhook(); self.remove_columns(); raise e
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000003d
+@patch
+def after_fit(self:AttributionRegularizer): self._unhook(); self.remove_columns()
+@patch
+def after_cancel_fit(self:AttributionRegularizer): self._unhook(); self.remove_columns()
+
+# %% ../../nbs/03_callback.attribution.ipynb #b164d482
 @patch
 def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
-    "The model's attributions on a batch (default: one training batch), prior's feature order: (K, F), or (R, K, F) stacked."
+    "Batch-mean attributions (K, F) or (R, K, F) stacked, on a batch (default: one training batch); inputs as `feature_names`."
     if xb is None:
         b = self.dls.train.one_batch(); n = getattr(self.dls, 'n_inp', len(b) - 1)
         xb, y = b[:n], (b[n] if len(b) > n else None)
-    self._setup()
-    a, _, group = self._attr(listify(xb) if not isinstance(xb, tuple) else xb, y, fresh=True, create_graph=False)
-    g, _ = _class_means(a.detach(), group, self.target.shape[1])
+    xb, training = tuple(listify(xb)), self.model.training
+    self._setup(); self._hook(); self.before_batch(); self._inspect = True
+    try:
+        self.learn.xb = xb; self.model.train()
+        with torch.enable_grad(): a, _, group = _stacked(*self._attributions(y, fresh=True, create_graph=False))
+    finally: self._unhook(); self.model.train(training); self._inspect = False
+    g = _class_means(a.detach(), group, self.target.shape[1])[0]
     return g if xb[self._xi].dim() == 3 else g[0]
 
-# %% ../../nbs/03_callback.attribution.ipynb #0000003e
 @patch
-def laat(self:Learner, prior, **kwargs) -> Learner:
+def laat(self:Learner, prior, # AttributionPrior, dict, DataFrame, Series or array of scores
+         **kwargs) -> Learner: # `AttributionRegularizer` arguments
     "Train with LAAT: add an `AttributionRegularizer(prior, **kwargs)`, replacing any present; chainable."
     self.remove_cbs([c for c in self.cbs if isinstance(c, AttributionRegularizer)])
     return self.add_cb(AttributionRegularizer(prior, **kwargs))
