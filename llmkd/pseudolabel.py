@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Callable, Literal, Sequence
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr, listify
+from dataclasses import dataclass
 from fastprogress.fastprogress import progress_bar
+from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, is_missing
 from .teacher import llmkd_cache_dir
 
 # %% auto #0
 __all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'bbc_news_path', 'bbc_news', 'minilm_path', 'load_sentence_model',
            'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt', 'label_schema',
            'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label', 'default_teacher',
-           'pseudo_label_dry_run']
+           'pseudo_label_dry_run', 'Calibration', 'calibration', 'pseudo_label_targets']
 
 # %% ../nbs/04_pseudolabel.ipynb #00000007
 BBC_TOPICS = {
@@ -156,7 +158,7 @@ class ProbaTeacher:
     def __init__(self, predict_proba:Callable, # texts -> array (n_texts, n_classes)
                  classes:Sequence[str], # class names, in the column order of `predict_proba`
                  source:str|None=None): # confidence source recorded per row (default 'model_proba')
-        self.predict_proba_fn, self.classes = predict_proba, [str(c) for c in classes]
+        self.predict_proba_fn, self.classes = predict_proba, check_unique([str(c) for c in classes], 'class names')
         if source: self.source = source
     def predict_proba(self, texts:Sequence[str]) -> np.ndarray:
         "Class probabilities for `texts`, checked for shape and for rows that sum to 1."
@@ -247,7 +249,7 @@ def label_prompt(text:str, classes:Sequence[str], # text to label; allowed label
     labels = '\n'.join(f'- {c}: {descriptions[c]}' if descriptions and descriptions.get(c) else f'- {c}' for c in classes)
     if verbalized: fmt = 'Answer with JSON {"label": <one of the labels>, "confidence": <probability from 0 to 1 that the label is correct>} and nothing else.'
     elif structured: fmt = 'Answer with JSON {"label": <one of the labels>} and nothing else.'
-    else: fmt = 'Answer with the label only, exactly as written above, and nothing else.'
+    else: fmt = f"Answer with the label only: one word out of {', '.join(classes)}, written exactly as above. No sentence, no explanation."
     msgs = [{'role': 'system', 'content': f"Classify the text into exactly one of these labels:\n{labels}\n{fmt}"}]
     if isinstance(examples, pd.DataFrame): examples = list(zip(examples['text'], examples['label']))
     for ex_text, ex_label in examples or []:
@@ -265,18 +267,57 @@ def label_schema(classes:Sequence[str], verbalized:bool=False):
     return create_model('Label', label=(Label, ...))
 
 # %% ../nbs/04_pseudolabel.ipynb #0000002d
+_EDGE = ' \t\n"\'`*'
+
+def _labels_for(cand:str, classes:Sequence[str]) -> list[str]:
+    "Labels an answer (prefix) `cand` stands for, ignoring case: the label itself, labels it begins, or a label it extends ('Sports', 'Technology')."
+    c = re.sub(r'[^\w]+$', '', cand.strip(_EDGE)).lower() if cand.strip(_EDGE) else ''
+    if not c: return []
+    for test in (lambda l: l == c, lambda l: l.startswith(c), lambda l: c.startswith(l)):
+        if ls := [l for l in classes if test(l.lower())]: return ls
+    return []
+
 def _match_label(answer, classes:Sequence[str]) -> str:
     s = str(answer).strip() if answer is not None else ''
     if s in classes: return s
-    s = s.strip(' \t\n"\'`.')
+    s = s.strip(_EDGE + '.')
     if s in classes: return s
     ci = [c for c in classes if c.lower() == s.lower()]
     if len(ci) == 1: return ci[0]
     raise ValueError(f"{answer!r} is not one of the allowed labels: {', '.join(map(repr, classes))}")
 
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000001
+def _short(s, n=80) -> str:
+    s = ' '.join(str(s).split())
+    return s if len(s) <= n else s[:n-3] + '...'
+
+def _mentions(text:str, classes:Sequence[str]) -> list[tuple[int, str]]:
+    "(offset, label) of every word in `text` that stands for a label (any case; 'Sports' for 'sport'), in order."
+    out = []
+    for m in re.finditer(r'\w[\w.\-/&+]*', str(text)):
+        ls = _labels_for(m.group(), classes)
+        w = re.sub(r'[^\w]+$', '', m.group()).lower()
+        if len(ls) == 1 and (w.startswith(ls[0].lower()) or len(w) >= 3): out.append((m.start(), ls[0]))   # 'Sports', or 3+ letters of one label
+    return out
+
+def _prose_label(text:str, classes:Sequence[str]) -> str:
+    "The label a prose answer names: the bare label, else the one label it mentions, else the first word's; ValueError saying why not."
+    try: return _match_label(text, classes)
+    except ValueError: pass
+    found = _mentions(text, classes)
+    labels = list(dict.fromkeys(l for _, l in found))
+    if len(labels) == 1: return labels[0]
+    allowed = ', '.join(map(repr, classes))
+    if not labels: raise ValueError(f"{_short(text, 120)!r} names none of the allowed labels: answer with one of {allowed}")
+    if found[0][0] == len(text) - len(text.lstrip(_EDGE)): return found[0][1]
+    raise ValueError(f"{_short(text, 120)!r} names several labels ({', '.join(map(repr, labels))}): answer with exactly one of {allowed}")
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000002
 def parse_label(text:str, classes:Sequence[str], json_answer:bool=True, verbalized:bool=False) -> tuple[str, float|None]:
     "The label (and verbalised confidence) in an answer `text`; ValueError naming the allowed labels otherwise."
-    if not (json_answer or verbalized): return _match_label(text, classes), None
+    if not (json_answer or verbalized): return _prose_label(text, classes), None
     s = re.sub(r'^```(?:json)?\s*|\s*```$', '', str(text).strip())
     try: obj = json.loads(s)
     except ValueError: raise ValueError(f"The answer {text!r} is not JSON: answer with JSON {{\"label\": ...}} using one of the allowed labels: {', '.join(map(repr, classes))}") from None
@@ -288,6 +329,7 @@ def parse_label(text:str, classes:Sequence[str], json_answer:bool=True, verbaliz
         raise ValueError(f"The answer {text!r} needs a \"confidence\" between 0 and 1")
     return label, float(conf)
 
+
 # %% ../nbs/04_pseudolabel.ipynb #00000030
 def _logsumexp(xs) -> float:
     xs = [x for x in xs if x != -math.inf]
@@ -295,61 +337,66 @@ def _logsumexp(xs) -> float:
     m = max(xs)
     return m + math.log(sum(math.exp(x - m) for x in xs))
 
-def _label_start(text:str, label:str) -> int|None:
-    "Character offset where `label` starts in an answer `text` (JSON or bare), or None."
+def _label_start(text:str, label:str|None) -> int:
+    "Offset where the label is decided in an answer `text`: the JSON label value, else the label's first mention, else the first non-blank character."
     m = re.search(r'"label"\s*:\s*"', text)
-    pos = m.end() if m else len(text) - len(text.lstrip(' \t\n"\'`'))
-    return pos if text[pos:pos+len(label)].lower() == label.lower() else None
+    if m and (label is None or text[m.end():m.end()+len(label)].lower() == label.lower()): return m.end()
+    if label is not None and (m := re.search(r'(?<![A-Za-z0-9])' + re.escape(label), text, re.I)): return m.start()
+    return len(text) - len(text.lstrip(_EDGE))
+
 
 # %% ../nbs/04_pseudolabel.ipynb #00000031
-def _label_of_token(tok:str, prefix:str, classes:Sequence[str]) -> list[str]:
-    "Labels that token `tok` (an alternative at the label's first position) begins."
-    if prefix and tok.startswith(prefix): tok = tok[len(prefix):]
-    s = tok.strip().lstrip('"\'`').rstrip('"\'`}., \t\n')
-    return [c for c in classes if c.startswith(s)] if s else []
-
-def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with .token, .logprob, .top ({token: logprob})
-                       label:str, classes:Sequence[str], # the answered label; all labels
-                      ) -> tuple[float, str, list[float]|None]|None:
-    "(confidence, source, probs over `classes` or None) from label-token logprobs; None without usable logprobs."
-    if not tokens: return None
+def _walk(tokens, pos:int, label:str|None, classes:Sequence[str]):
+    "Label masses along the answered label's tokens: (mass {label: p}, bound {label: log upper bound}, log p of the answered path)."
     toks = [t.token for t in tokens]
-    pos = _label_start(''.join(toks), label)
-    if pos is None: return None
     ends = np.cumsum([len(t) for t in toks])
-    i, j = int(np.searchsorted(ends, pos, side='right')), int(np.searchsorted(ends, pos + len(label) - 1, side='right'))
-    seq = math.exp(sum(tokens[k].logprob for k in range(i, j+1)))
-    first, start = tokens[i], int(ends[i] - len(toks[i]))
-    prefix = toks[i][:pos-start]
-    if not first.top or len(_label_of_token(first.token, prefix, classes)) > 1: return seq, 'logprob', None
-    buckets = {label: [first.logprob]}   # the answered token begins the answered label by construction
-    for tok, lp in first.top.items():
-        if tok == first.token: continue
-        ls = _label_of_token(tok, prefix, classes)
-        if len(ls) > 1: return seq, 'logprob', None   # labels share a first token: not separable here
-        if ls: buckets.setdefault(ls[0], []).append(lp)
-    others = [lp for tok, lp in first.top.items() if tok != first.token]   # some servers add the chosen token to the list
-    floor = min(others, default=first.logprob)   # labels absent from the top list are at most this likely
-    lse = [_logsumexp(buckets[c]) if c in buckets else floor for c in classes]
+    i = int(np.searchsorted(ends, pos, side='right'))
+    j = i if label is None else min(int(np.searchsorted(ends, pos + len(label) - 1, side='right')), len(toks) - 1)
+    mass, bound, path, done = {}, {}, 0., ''
+    for k in range(i, j + 1):
+        t, pre = tokens[k], (toks[k][:pos - int(ends[k] - len(toks[k]))] if k == i else '')
+        alts = {a: lp for a, lp in t.top.items() if label is None or a != t.token}
+        if label is None: alts.setdefault(t.token, t.logprob)
+        for a, lp in alts.items():
+            ls = _labels_for(done + (a[len(pre):] if pre and a.startswith(pre) else a.lstrip(_EDGE) if k == i else a), classes)
+            if not ls or (label in ls and len(ls) > 1): continue   # no label, or the answered path decides between them later
+            for l in ls: mass[l] = mass.get(l, 0.) + math.exp(path + lp) / len(ls)
+        step = toks[k][len(pre):]
+        for l in classes:   # labels that branch off the answered path here: at most the least likely alternative shown
+            if l not in bound and l != label and not l.lower().startswith((done + step).lower()[:len(l)]):
+                bound[l] = path + min([*t.top.values(), t.logprob]) if t.top else None
+        done, path = done + step, path + t.logprob
+    return mass, bound, path
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000003
+def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with .token, .logprob, .top ({token: logprob})
+                       label:str|None, classes:Sequence[str], # the label the answer gives (None: prose naming none); all labels
+                      ) -> tuple[float, str, list[float]|None]|None:
+    "(confidence of the top label, source, probs over `classes` or None) from the logprobs where the label is decided; None without logprobs."
+    if not tokens: return None
+    mass, bound, path = _walk(tokens, _label_start(''.join(t.token for t in tokens), label), label, classes)
+    if label is not None: mass[label] = mass.get(label, 0.) + math.exp(path)
+    elif not mass: return None
+    if any(l not in mass and bound.get(l) is None for l in classes):   # an unseen label with nothing to bound it
+        return (math.exp(path), 'logprob', None) if label is not None else None
+    lse = [math.log(mass[l]) if l in mass else bound[l] for l in classes]
     z = _logsumexp(lse)
-    probs = [math.exp(l - z) for l in lse]
-    return probs[list(classes).index(label)], 'logprob_labels', probs
+    probs = [math.exp(v - z) for v in lse]
+    return max(probs), 'logprob_labels', probs
+
 
 # %% ../nbs/04_pseudolabel.ipynb #00000037
 CONFIDENCE_SOURCES = {
-    'logprob_labels': "softmax of the label tokens' logprobs over the labels found in top_logprobs",
-    'logprob': "probability of the answered label's tokens (top_logprobs missing or not separable)",
+    'logprob_labels': "probability of the label over the labels, from the logprobs where the label is decided (case, spacing, prefixes, several tokens)",
+    'logprob': "probability of the answered label's tokens (top_logprobs missing, or an unseen label cannot be bounded)",
     'agreement': 'share of n sampled answers that give the majority label',
     'verbalized': "the teacher's stated confidence (0 to 1)",
     'model_proba': 'maximum class probability of a model',
     'embedding_similarity': 'maximum of softmax(cosine similarity / temperature) of the offline embedding teacher',
 }
 
-def _short(s, n=80) -> str:
-    s = ' '.join(str(s).split())
-    return s if len(s) <= n else s[:n-3] + '...'
-
-class LabelError(ValueError):
+class LabelError(LLMKDError, ValueError):
     "Teacher answers outside the label set after re-asking; `.bad` holds (index, text, answer) triples."
     def __init__(self, bad:list[tuple], classes:Sequence[str]):
         self.bad, self.classes = bad, list(classes)
@@ -358,8 +405,9 @@ class LabelError(ValueError):
         super().__init__(f"{len(bad)} teacher answer(s) outside the labels {self.classes} after re-asking:\n{lines}{more}\n"
                          "They are not mapped to a label. Fix the prompt (descriptions, few-shot examples), use a stronger model, or add the label.")
 
-class ConfidenceError(RuntimeError):
+class ConfidenceError(LLMKDError, RuntimeError):
     "No confidence method worked for some texts."
+
 
 # %% ../nbs/04_pseudolabel.ipynb #00000038
 def _is_answer_failure(e:Exception) -> bool:
@@ -405,27 +453,46 @@ def _votes(answer, classes, json_answer:bool) -> tuple[str, float, list[float]]:
     return label, k/total, [counts[c]/total for c in classes]
 
 # %% ../nbs/04_pseudolabel.ipynb #0000003a
+def _lp_check(a, classes, structured:bool):
+    "Label of a logprob answer; a prose answer naming no label may still be scored at its first token."
+    ch = a.choices[0]
+    try: return _choice_label(ch, classes, structured)
+    except ValueError:
+        if structured or logprob_confidence(ch.logprobs, None, classes) is None: raise
+        return None, None
+
 def _method_request(method, classes, structured, n_samples, temperature, top_logprobs) -> tuple[dict, Callable]:
     "Request parameters and answer check of a confidence method."
-    if method == 'logprob':
-        return dict(n=1, temperature=0, logprobs=True, top_logprobs=top_logprobs), lambda a: _choice_label(a.choices[0], classes, structured)
-    if method == 'agreement':
-        return dict(n=n_samples, temperature=temperature), lambda a: _votes(a, classes, structured)
+    if method == 'logprob': return dict(n=1, temperature=0, logprobs=True, top_logprobs=top_logprobs), lambda a: _lp_check(a, classes, structured)
+    if method == 'agreement': return dict(n=n_samples, temperature=temperature), lambda a: _votes(a, classes, structured)
     return dict(n=1, temperature=0), lambda a: _choice_label(a.choices[0], classes, True, verbalized=True)
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000004
+def _lp_row(answer, said:str|None, classes) -> dict|None:
+    "A row whose label is the most likely label where the label is decided; `note` says when that is not the answer's label."
+    res = logprob_confidence(answer.choices[0].logprobs, said, classes)
+    if res is None: return None
+    conf, src, probs = res
+    label, note = said, None
+    if probs is not None:
+        top = classes[int(np.argmax(probs))]
+        if said is None: label, note = top, f'the answer names no label: {top!r} is the most likely label at its first token'
+        elif probs[classes.index(said)] < max(probs) * (1 - 1e-9):
+            label, note = top, f'the answer says {said!r}, but {top!r} is more likely where the label is decided ({max(probs):.3f} vs {probs[classes.index(said)]:.3f}; a grammar may have forced the answer)'
+    return dict(label=label, confidence=conf, confidence_source=src, answer=answer.text, probs=probs, note=note)
 
 def _row(method, answer, checked, classes) -> dict|None:
     "A result row from a checked answer, or None when this method gives no confidence for it."
-    if method == 'logprob':
-        res = logprob_confidence(answer.choices[0].logprobs, checked[0], classes)
-        if res is None: return None
-        return dict(label=checked[0], confidence=res[0], confidence_source=res[1], answer=answer.text, probs=res[2])
+    if method == 'logprob': return _lp_row(answer, checked[0], classes)
     if method == 'agreement':
-        return dict(label=checked[0], confidence=checked[1], confidence_source='agreement', answer=json.dumps([c.text for c in answer.choices]), probs=checked[2])
-    return dict(label=checked[0], confidence=checked[1], confidence_source='verbalized', answer=answer.text, probs=None)
+        return dict(label=checked[0], confidence=checked[1], confidence_source='agreement', answer=json.dumps([c.text for c in answer.choices]), probs=checked[2], note=None)
+    return dict(label=checked[0], confidence=checked[1], confidence_source='verbalized', answer=answer.text, probs=None, note=None)
+
 
 # %% ../nbs/04_pseudolabel.ipynb #0000003b
 def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods=('logprob','agreement','verbalized'), n_samples=5,
-              temperature=1.0, top_logprobs=10, structured=True, max_reasks=2, max_chars=None, progress=True, **ask_kwargs) -> list[dict]:
+              temperature=1.0, top_logprobs=20, structured=True, max_reasks=2, max_chars=None, progress=True, **ask_kwargs) -> list[dict]:
     rows, todo = [None]*len(texts), list(range(len(texts)))
     for method in methods:
         if not todo: break
@@ -433,7 +500,8 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
         verbal = method == 'verbalized'
         convs = [label_prompt(texts[i], classes, descriptions, examples, structured=structured, verbalized=verbal, max_chars=max_chars) for i in todo]
         kw, check = _method_request(method, classes, structured, n_samples, temperature, top_logprobs)
-        args = dict(check=check, schema=label_schema(classes, verbal) if structured else None, max_reasks=max_reasks, **{**ask_kwargs, **kw})
+        args = dict(check=check, schema=label_schema(classes, verbal) if structured or verbal else None, max_reasks=max_reasks, **{**ask_kwargs, **kw})
+        if verbal and not structured: args = {k: v for k, v in args.items() if k not in ('stop', 'guided_choice')}
         out = _ask_checked(teacher, convs[:1], progress=False, **args)
         if method == 'logprob' and not isinstance(out[0][0], Exception) and out[0][0].choices[0].logprobs is None:
             continue  # the server sends no logprobs: do not pay for answers that cannot be scored
@@ -446,25 +514,44 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
                                    "(no logprobs from the server?): use confidence='auto' or add 'agreement' / 'verbalized'")
     return rows
 
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000005
+def _bare_kwargs(classes, ask_kwargs:dict, guided_choice:bool) -> dict:
+    "Request settings for bare-label answers: a short answer that stops at the line end, and vLLM's `guided_choice` when asked."
+    n_tok = max(len(c) for c in classes) // 2 + 6   # enough tokens for the longest label and some quoting
+    kw = {'max_tokens': n_tok, 'stop': ['\n'], **ask_kwargs}
+    if guided_choice: kw['guided_choice'] = list(classes)
+    return kw
+
+def _gold_labels(gold, n:int, classes) -> list|None:
+    "Gold labels aligned with the texts (missing entries allowed), or an `InputError` naming unknown ones."
+    if gold is None: return None
+    gold = [None if is_missing(g) else g for g in gold]
+    if len(gold) != n: raise InputError(f"gold has {len(gold)} entries for {n} texts: pass one gold label (or None) per text")
+    bad = [i for i, g in enumerate(gold) if g is not None and g not in classes]
+    if bad: raise InputError(f"gold labels at positions {bad[:5]} (e.g. {gold[bad[0]]!r}) are not among the classes {list(classes)}: fix them or set them to None")
+    return gold
+
+
 # %% ../nbs/04_pseudolabel.ipynb #0000003c
 def _check_classes(classes) -> list[str]:
-    if classes is None: raise ValueError("Pass `classes`: a list of labels or a {label: description} dict")
-    classes = [c for c in classes]
-    if not classes or not all(isinstance(c, str) and c.strip() for c in classes): raise ValueError(f"classes must be non-empty strings, got {classes}")
-    if len(set(classes)) != len(classes): raise ValueError(f"classes contain duplicates: {classes}")
-    return classes
+    if classes is None: raise InputError("Pass `classes`: a list of labels or a {label: description} dict")
+    classes = list(classes)
+    if not classes or not all(isinstance(c, str) and c.strip() for c in classes): raise InputError(f"classes must be non-empty strings, got {classes}")
+    return check_unique(classes, 'class names')
 
 def _proba_rows(texts, classes, teacher, batch_size=256, progress=True) -> tuple[list[dict], list[str]]:
     tc = list(teacher.classes)
     classes = tc if classes is None else _check_classes(classes)
     if set(classes) != set(tc):
-        raise ValueError(f"The teacher's classes {tc} differ from `classes` {classes}: missing {sorted(set(classes)-set(tc))}, extra {sorted(set(tc)-set(classes))}")
+        raise InputError(f"The teacher's classes {tc} differ from `classes` {classes}: missing {sorted(set(classes)-set(tc))}, extra {sorted(set(tc)-set(classes))}")
     starts = range(0, len(texts), batch_size)
     parts = [teacher.predict_proba(texts[s:s+batch_size]) for s in (progress_bar(starts) if progress and len(starts) > 1 else starts)]
     P = np.concatenate(parts)[:, [tc.index(c) for c in classes]] if parts else np.zeros((0, len(classes)))
-    rows = [dict(label=classes[k], confidence=float(p[k]), confidence_source=teacher.source, answer=classes[k], probs=p.tolist())
+    rows = [dict(label=classes[k], confidence=float(p[k]), confidence_source=teacher.source, answer=classes[k], probs=p.tolist(), note=None)
             for p, k in zip(P, P.argmax(1))]
     return rows, classes
+
 
 # %% ../nbs/04_pseudolabel.ipynb #0000003d
 def _confidence_methods(confidence) -> tuple[str, ...]:
@@ -488,26 +575,35 @@ def pseudo_label(texts:Sequence[str], # the unlabeled pool
                  examples:Sequence[tuple[str,str]]|None=None, # few-shot (text, label) pairs (LLM teacher)
                  confidence:str|Sequence[str]='auto', # 'auto' = ('logprob', 'agreement', 'verbalized'), or some of them in order
                  n_samples:int=5, temperature:float=1.0, # answers sampled for 'agreement', at this temperature
-                 top_logprobs:int=10, # alternatives per token asked for 'logprob'
+                 top_logprobs:int=20, # alternatives per token asked for 'logprob' (OpenAI allows up to 20)
                  structured:bool=True, # constrain the answer with a JSON-schema enum (False: bare label, checked here)
+                 guided_choice:bool=False, # with structured=False, send vLLM's `guided_choice` (the labels) so answers cannot leave the set
+                 gold:Sequence|None=None, # gold labels aligned with `texts` (None/NaN where unknown): adds `gold` and `attrs['calibration']`
                  max_reasks:int=2, # re-asks of an answer outside the label set before it is reported
                  max_chars:int|None=None, # truncate texts in the prompt
                  batch_size:int=256, progress:bool=True, # batch size of probability teachers; progress bar
                  **ask_kwargs) -> pd.DataFrame: # more `Teacher.ask` arguments (seed, max_tokens)
-    "Label `texts` with `teacher`: DataFrame(text, label, confidence, confidence_source, answer, probs)."
-    index, texts = (texts.index if isinstance(texts, pd.Series) else None), [str(t) for t in texts]
+    "Label `texts` with `teacher`: DataFrame(text, label, confidence, confidence_source, answer, probs, note)."
+    index = texts.index if isinstance(texts, pd.Series) else None
+    texts = check_texts(texts)
     if isinstance(classes, dict): descriptions, classes = {**classes, **(descriptions or {})}, list(classes)
+    if classes is not None: classes = _check_classes(classes)
     teacher = _as_teacher(teacher, classes, descriptions)
+    if isinstance(teacher, ProbaTeacher): classes = _check_classes(teacher.classes if classes is None else classes)
+    else: classes = _check_classes(classes)
+    gold = _gold_labels(gold, len(texts), classes)
     if isinstance(teacher, ProbaTeacher): rows, classes = _proba_rows(texts, classes, teacher, batch_size, progress)
     else:
-        classes = _check_classes(classes)
+        if not structured: ask_kwargs = _bare_kwargs(classes, ask_kwargs, guided_choice)
         rows = _llm_rows(texts, classes, teacher, descriptions, examples, _confidence_methods(confidence), n_samples, temperature,
                          top_logprobs, structured, max_reasks, max_chars, progress, **ask_kwargs)
-    df = pd.DataFrame(rows, index=index, columns=['label','confidence','confidence_source','answer','probs'])
+    df = pd.DataFrame(rows, index=index, columns=['label','confidence','confidence_source','answer','probs','note'])
     df.insert(0, 'text', texts)
     df['confidence'] = df['confidence'].astype(float)
     df.attrs['classes'] = list(classes)
+    if gold is not None: _add_gold(df, gold)
     return df
+
 
 # %% ../nbs/04_pseudolabel.ipynb #00000040
 def default_teacher(descriptions:dict, # {label: description} for the offline teacher
@@ -520,11 +616,67 @@ def default_teacher(descriptions:dict, # {label: description} for the offline te
 
 # %% ../nbs/04_pseudolabel.ipynb #0000005a
 def pseudo_label_dry_run(texts:Sequence[str], classes:Sequence[str]|dict, teacher, # as in `pseudo_label`
-                         descriptions:dict|None=None, examples=None, structured:bool=True, top_logprobs:int=10,
+                         descriptions:dict|None=None, examples=None, structured:bool=True, top_logprobs:int=20,
                          max_chars:int|None=None, **ask_kwargs):
     "The teacher's estimate (`Usage`: requests, tokens, cost, cache hits) of `pseudo_label`'s first pass over `texts`."
     if isinstance(classes, dict): descriptions, classes = {**classes, **(descriptions or {})}, list(classes)
-    classes = _check_classes(classes)
+    texts, classes = check_texts(texts), _check_classes(classes)
     convs = [label_prompt(t, classes, descriptions, examples, structured=structured, max_chars=max_chars) for t in texts]
+    if not structured: ask_kwargs = _bare_kwargs(classes, ask_kwargs, ask_kwargs.pop('guided_choice', False))
     kw, _ = _method_request('logprob', classes, structured, 1, None, top_logprobs)
     return teacher.dry_run(convs, schema=label_schema(classes) if structured else None, **{**ask_kwargs, **kw})
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000106
+@dataclass
+class Calibration:
+    "How well a teacher's confidence predicts its correctness on gold rows: per-bin `table`, `ece`, `auroc`, `accuracy`, `n`."
+    table:pd.DataFrame; ece:float; auroc:float; accuracy:float; n:int
+    def __repr__(self): return f'Calibration(n={self.n}, accuracy={self.accuracy:.3f}, ece={self.ece:.3f}, auroc={self.auroc:.3f})'
+
+def _auroc(score:np.ndarray, pos:np.ndarray) -> float:
+    "Probability that a random positive scores above a random negative (ties count 1/2); NaN without both kinds."
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if not n1 or not n0: return float('nan')
+    r = pd.Series(score).rank(method='average').to_numpy()
+    return float((r[pos].sum() - n1*(n1 + 1)/2) / (n1*n0))
+
+def calibration(confidence, # the teacher's confidence per gold row, in [0, 1]
+                correct, # whether its label equals the gold label, per row
+                n_bins:int=10) -> Calibration: # equal-width confidence bins over [0, 1]
+    "Accuracy by confidence bin, expected calibration error, and AUROC of confidence for correctness."
+    c = check_finite_array(confidence, 'confidence', 0, 1).ravel()
+    ok = np.asarray(correct, dtype=bool).ravel()
+    if len(c) != len(ok) or not len(c): raise InputError(f"confidence ({len(c)}) and correct ({len(ok)}) need the same, non-zero length")
+    b = np.minimum((c * n_bins).astype(int), n_bins - 1)
+    t = pd.DataFrame({'bin': b, 'confidence': c, 'correct': ok}).groupby('bin').agg(n=('correct', 'size'), confidence=('confidence', 'mean'), accuracy=('correct', 'mean'))
+    t.insert(0, 'range', [f'[{k/n_bins:.2f}, {(k+1)/n_bins:.2f}{"]" if k == n_bins-1 else ")"}' for k in t.index])
+    ece = float((t.n / len(c) * (t.accuracy - t.confidence).abs()).sum())
+    return Calibration(t.reset_index(drop=True), ece, _auroc(c, ok), float(ok.mean()), len(c))
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000107
+def _add_gold(df:pd.DataFrame, gold:list):
+    "Add the `gold` column and, from the rows that have one, the teacher's `Calibration` in `df.attrs['calibration']`."
+    df['gold'] = gold
+    has = df.gold.notna().to_numpy()
+    df.attrs['calibration'] = calibration(df.confidence[has], (df.label == df.gold)[has]) if has.any() else None
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000112
+def pseudo_label_targets(df:pd.DataFrame, # a pseudo-label table with `label` and `confidence` columns (as `pseudo_label` returns)
+                         classes:Sequence[str]|None=None, # label order; default: `df.attrs['classes']`
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    "Class indices (int64) and confidences (float32) of a pseudo-label table, or an `InputError` naming the bad rows."
+    if not isinstance(df, pd.DataFrame) or not {'label', 'confidence'} <= set(df.columns):
+        raise InputError(f"A pseudo-label table is a DataFrame with 'label' and 'confidence' columns, got {type(df).__name__}"
+                         + (f" with columns {list(df.columns)}" if isinstance(df, pd.DataFrame) else ''))
+    classes = _check_classes(classes if classes is not None else df.attrs.get('classes') or sorted(map(str, df.label.dropna().unique())))
+    bad = [i for i, l in enumerate(df.label) if not isinstance(l, str) or l not in classes]
+    if bad: raise InputError(f"{len(bad)} pseudo-label(s) are not among the classes {classes} (rows {bad[:5]}, e.g. {df.label.iloc[bad[0]]!r}): "
+                             "relabel or drop those rows, or pass the full `classes`")
+    conf = df.confidence
+    if not (pd.api.types.is_numeric_dtype(conf) and not pd.api.types.is_bool_dtype(conf)):
+        raise InputError(f"confidence must be numbers in [0, 1], but the column has dtype {conf.dtype} (e.g. {conf.iloc[0]!r}): convert it with pd.to_numeric")
+    c = check_finite_array(conf.to_numpy(), 'pseudo-label confidence', 0, 1).astype(np.float32)
+    return np.array([classes.index(l) for l in df.label], dtype=np.int64), c
+
