@@ -178,7 +178,7 @@ def _handle(self:LLMServer, h, body):
     with self._lock:
         self.requests.append(body)
         fault, opts = self.faults.popleft() if self.faults else (None, {})
-        self.log.append({'body': body, 'fault': fault})
+        self.log.append({'body': body, 'fault': fault, 't': time.monotonic()})
         self.in_flight += 1; self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
     try: self._answer(h, body, fault, opts)
     finally:
