@@ -1,0 +1,255 @@
+"Batch labeling over real HTTP against BatchServer: round trip, SIGKILL and resume, failed rows, vLLM-format import."
+import json, os, signal, sqlite3, subprocess, sys, textwrap, time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from llmkd.teacher import Teacher
+from llmkd.testing import LLMServer, chat_completion
+from llmkd.batch import (BatchServer, BatchJobs, BatchTeacher, prefill_batch, export_batch, import_batch_output, batch_requests,
+                         batch_costs, BatchError)
+
+SECRET = 'sk-llmkd-test-SECRET-0123456789'
+ITEMS = [f'text number {i} about {"sport" if i % 3 else "tech"}' for i in range(1000)]
+
+
+class Topic(BaseModel):
+    label: str
+
+
+def answer(body):
+    "Deterministic structured answer read off the prompt"
+    return json.dumps({'label': 'tech' if body['messages'][-1]['content'].endswith('tech') else 'sport'})
+
+
+def teacher(srv, path, **kw): return Teacher('test-model', srv.base_url, api_key=SECRET, cache_dir=path, backoff=0.001, max_backoff=0.01, **kw)
+
+
+def uploaded(srv):
+    "Request lines of every file uploaded for a batch"
+    return [json.loads(l) for f in srv.files.values() if f['purpose'] == 'batch' for l in f['_data'].splitlines()]
+
+
+def n_answers(path):
+    con = sqlite3.connect(path)
+    try: return con.execute('SELECT COUNT(*) FROM answers').fetchone()[0]
+    except sqlite3.OperationalError: return 0
+    finally: con.close()
+
+
+ASK = dict(schema=Topic, logprobs=True, top_logprobs=3, temperature=0)
+
+
+def test_round_trip_1000_equals_online(tmp_path):
+    with BatchServer(answer) as srv:
+        t = teacher(srv, tmp_path/'batch')
+        rep = prefill_batch(t, ITEMS, poll_interval=0.01, max_requests=300, **ASK)
+        assert (rep.items, rep.submitted, rep.imported, rep.failed, len(rep.batches)) == (1000, 1000, 1000, {}, 4)
+        got = t.map(ITEMS, progress=False, **ASK)
+        assert srv.requests == []                                   # not one online request
+        assert sorted(Counter(srv.batch_rows).values()) == [1]*1000  # every request submitted exactly once
+        online = teacher(srv, tmp_path/'online').map(ITEMS, progress=False, **ASK)
+        assert len(srv.requests) == 1000
+    # the batch bodies are the very requests the online path sent
+    assert sorted(json.dumps(l['body'], sort_keys=True) for l in uploaded(srv)) == sorted(json.dumps(r, sort_keys=True) for r in srv.requests)
+    assert [a.parsed for a in got] == [a.parsed for a in online] and [a.text for a in got] == [a.text for a in online]
+    assert [a.logprobs for a in got] == [a.logprobs for a in online]
+    assert all(a.cached for a in got) and got[0].parsed == Topic(label='tech')
+
+
+def test_batch_cost_is_half_and_reported(tmp_path):
+    prices = {'prompt': 2., 'completion': 8.}
+    with BatchServer(answer) as srv:
+        t = teacher(srv, tmp_path, prices=prices)
+        est = t.dry_run(ITEMS[:10], max_tokens=5)
+        costs = batch_costs(est)
+        rep = prefill_batch(t, ITEMS[:10], poll_interval=0.01)
+    assert costs['batch'] == pytest.approx(est.cost/2)
+    pt, ct = rep.usage.prompt_tokens, rep.usage.completion_tokens
+    assert pt == sum(len(s.split()) for s in ITEMS[:10]) and ct == 2*10       # the server counts words; each answer is 2: {"label": "..."}
+    assert rep.usage.cost == pytest.approx((pt*2 + ct*8)/1e6/2)
+
+
+CHILD = textwrap.dedent(f'''
+    import sys
+    from llmkd.teacher import Teacher
+    from llmkd.batch import prefill_batch
+    url, cache = sys.argv[1], sys.argv[2]
+    items = [f'text number {{i}} about {{"sport" if i % 3 else "tech"}}' for i in range(1000)]
+    t = Teacher('test-model', url, api_key={SECRET!r}, cache_dir=cache)
+    prefill_batch(t, items, poll_interval=0.02, max_poll_interval=0.05, max_requests=100, logprobs=True)
+''')
+
+
+def _run_and_kill(srv, cache, until, limit=60):
+    "Start the batch driver in a subprocess, SIGKILL it as soon as `until()` holds"
+    p = subprocess.Popen([sys.executable, '-c', CHILD, srv.base_url, str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while not until():
+        assert p.poll() is None, p.stderr.read().decode()[-2000:]
+        assert time.monotonic() - t0 < limit, 'the child never reached the kill point'
+        time.sleep(0.005)
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL
+
+
+def _resume_and_check(srv, cache):
+    t = teacher(srv, cache)
+    rep = prefill_batch(t, ITEMS, poll_interval=0.02, max_requests=100, logprobs=True)
+    keys = [k for k, _ in batch_requests(t, ITEMS, logprobs=True)]
+    counts = Counter(srv.batch_rows)
+    assert set(counts) == set(keys) and max(counts.values()) == 1   # zero submitted twice, zero lost
+    assert rep.failed == {} and n_answers(cache/'teacher.sqlite') == 1000
+    got = t.map(ITEMS, progress=False, logprobs=True)
+    assert srv.requests == [] and [a.text for a in got] == ITEMS
+    return rep
+
+
+def test_sigkill_while_submitting_then_resume(tmp_path):
+    "Killed between uploads and creates: the rerun finishes the half-done submissions and adds the missing batches"
+    with BatchServer(step=0.05, api_latency=0.05) as srv:
+        _run_and_kill(srv, tmp_path, lambda: len(srv.batches) >= 3)
+        created = len(srv.batches)
+        assert created < 10
+        srv.api_latency = 0
+        rep = _resume_and_check(srv, tmp_path)
+        assert len(srv.batches) == 10 and rep.resumed >= 100*created and rep.resumed + rep.submitted == 1000
+
+
+def test_sigkill_while_polling_then_resume(tmp_path):
+    "Killed while waiting: five batches imported, five still running; the rerun polls those and submits nothing"
+    with BatchServer(step=0.1) as srv:
+        srv.inject_batch('slow', times=5, seconds=0.1).inject_batch('slow', times=5, seconds=1.5)   # the last five take 1.5 s per state
+        db = tmp_path/'teacher.sqlite'
+        _run_and_kill(srv, tmp_path, lambda: n_answers(db) >= 500 and len(srv.batches) == 10)
+        assert n_answers(db) < 1000 and len(srv.batches) == 10
+        jobs = BatchJobs(db); open_jobs = jobs.jobs(srv.base_url); jobs.close()
+        assert 1 <= len(open_jobs) <= 5 and all(j['state'] == 'submitted' for j in open_jobs)
+        rep = _resume_and_check(srv, tmp_path)
+        assert (rep.submitted, len(srv.batches)) == (0, 10)
+
+
+def test_killed_while_creating_batch_is_adopted_not_resubmitted(tmp_path):
+    "A job left in 'submitting' (killed after the provider created the batch) is found by its metadata"
+    with BatchServer(step=10) as srv:
+        t = teacher(srv, tmp_path)
+        rep = prefill_batch(t, ITEMS[:50], poll_interval=0.01, timeout=0.05)
+        assert rep.pending == 50 and len(srv.batches) == 1
+        jobs = BatchJobs(t.cache.path)
+        (j,) = jobs.jobs(t.base_url)
+        jobs.con.execute("UPDATE llmkd_batches SET state='submitting', batch_id=NULL WHERE token=?", (j['token'],)); jobs.close()
+        for b in srv.batches.values(): b['_step'] = 0
+        rep = prefill_batch(t, ITEMS[:50], poll_interval=0.01)
+        assert (len(srv.batches), rep.submitted, rep.resumed, rep.imported) == (1, 0, 50, 50)
+        assert sorted(Counter(srv.batch_rows).values()) == [1]*50
+
+
+@pytest.mark.parametrize('retry', ['online', 'batch', None])
+def test_failed_rows_retried_and_reported(tmp_path, retry):
+    with BatchServer(answer) as srv:
+        srv.inject_batch('row_errors', times=10, every=7)
+        t = teacher(srv, tmp_path)
+        rep = prefill_batch(t, ITEMS, retry=retry, poll_interval=0.01, max_requests=100)
+        # the rows the server failed, read independently from the uploaded files: index % 7 == 0 of each of the 10 batches
+        first = [json.loads(l)['custom_id'] for f in list(srv.files.values()) if f['purpose'] == 'batch'
+                 for i, l in enumerate(f['_data'].splitlines()) if i % 7 == 0][:150]
+        assert len(first) == 150 and len(set(first)) == 150
+        if retry is None:
+            assert set(rep.failed) == set(first) and n_answers(t.cache.path) == 850 and srv.requests == []
+            assert set(rep.failed.values()) == {'HTTP 500: server_error: The server had an error while processing your request (injected fault)'}
+        elif retry == 'online':
+            assert (rep.retried_online, rep.failed, len(srv.requests)) == (150, {}, 150)
+            assert sorted(json.dumps(r, sort_keys=True) for r in srv.requests) == sorted(
+                json.dumps(l['body'], sort_keys=True) for l in uploaded(srv) if l['custom_id'] in set(first))
+        else:
+            assert (rep.retried_batch, rep.failed, srv.requests) == (150, {}, [])
+            assert Counter(Counter(srv.batch_rows).values()) == Counter({1: 850, 2: 150})
+        if retry is not None:
+            got = t.map(ITEMS, progress=False)
+            assert n_answers(t.cache.path) == 1000 and len(srv.requests) == (150 if retry == 'online' else 0)
+            assert [a.text for a in got] == [answer({'messages': [{'content': s}]}) for s in ITEMS]
+
+
+def test_failed_and_expired_batches(tmp_path):
+    with BatchServer(answer) as srv:
+        t = teacher(srv, tmp_path)
+        srv.inject_batch('fail').inject_batch('expire', done=30)
+        rep = prefill_batch(t, ITEMS[:100], retry=None, poll_interval=0.01, max_requests=50)
+        assert len(rep.failed) == 50 + 20 and n_answers(t.cache.path) == 30
+        vals = list(rep.failed.values())
+        assert sum(v.startswith('batch batch_') and ' failed (invalid_request: ' in v for v in vals) == 50
+        assert sum(v.startswith('batch_expired: ') for v in vals) == 20
+        rep = prefill_batch(t, ITEMS[:100], retry=None, poll_interval=0.01, max_requests=50)   # a rerun sends only the 70
+        assert (rep.cached, rep.submitted, rep.failed) == (30, 70, {})
+
+
+def test_export_vllm_output_import_then_map_and_pseudo_label_offline(tmp_path):
+    "JSONL exported by llmkd -> an output file in `vllm run-batch`'s format -> import -> zero online requests"
+    from llmkd.pseudolabel import pseudo_label, label_prompt, label_schema
+    classes = ['sport', 'tech']
+    convs = [label_prompt(s, classes) for s in ITEMS[:200]]
+    kw = dict(schema=label_schema(classes), n=1, temperature=0, logprobs=True, top_logprobs=10)   # pseudo_label's 'logprob' request
+    with LLMServer(answer) as srv:
+        t = teacher(srv, tmp_path)
+        ex = export_batch(t, ITEMS, tmp_path/'in.jsonl', max_requests=400, logprobs=True)
+        ex2 = export_batch(t, convs, tmp_path/'pl.jsonl', **kw)
+        assert (ex.requests, len(ex.files), ex2.requests) == (1000, 3, 200)
+        out = tmp_path/'out.jsonl'
+        with open(out, 'w') as f:                    # what `vllm run-batch -i in.jsonl -o out.jsonl` writes
+            for p in ex.files + ex2.files:
+                for i, line in enumerate(p.read_text().splitlines()):
+                    row = json.loads(line)
+                    body = chat_completion(row['body'], answer(row['body']))
+                    body.update(id=f'chatcmpl-{i}', prompt_logprobs=None, kv_transfer_params=None, system_fingerprint=None)
+                    for c in body['choices']: c['message'].update(reasoning_content=None, tool_calls=[]); c['stop_reason'] = None
+                    err = p.name == 'in.0001.jsonl' and i == 5
+                    f.write(json.dumps({'id': f'vllm-{i}', 'custom_id': row['custom_id'], 'error': 'CUDA out of memory' if err else None,
+                                        'response': {'status_code': 400 if err else 200, 'request_id': f'vllm-batch-{i}',
+                                                     'body': None if err else body}}) + '\n')
+        rep = import_batch_output(t, out)
+        assert (rep.imported, len(rep.errors), rep.bad_lines) == (1199, 1, 0)
+        assert list(rep.errors.values()) == ['HTTP 400: CUDA out of memory']
+        got = t.map(ITEMS, progress=False, logprobs=True)
+        assert len(srv.requests) == 1 and srv.requests[0]['messages'][0]['content'] == ITEMS[405]   # only the error row goes online
+        assert [a.text for a in got] == [answer({'messages': [{'content': s}]}) for s in ITEMS]
+        srv.reset()
+        df = pseudo_label(ITEMS[:200], classes, teacher=t, top_logprobs=10, progress=False)
+        assert srv.requests == []
+        assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(200)]
+        assert df.confidence_source.str.startswith('logprob').all()
+        online = pseudo_label(ITEMS[:200], classes, teacher=teacher(srv, tmp_path/'online'), top_logprobs=10, progress=False)
+        assert len(srv.requests) == 200
+        assert df.drop(columns='answer').equals(online.drop(columns='answer'))
+
+
+def test_batch_teacher_pseudo_label_and_timeout(tmp_path):
+    from llmkd.pseudolabel import pseudo_label
+    with BatchServer(answer, step=5) as srv:
+        bt = BatchTeacher(teacher(srv, tmp_path), poll_interval=0.01, timeout=0.1)
+        with pytest.raises(BatchError, match='still in batches'): pseudo_label(ITEMS[:20], ['sport', 'tech'], teacher=bt, progress=False)
+        for b in srv.batches.values(): b['_step'] = 0
+        bt.batch_kwargs['timeout'] = None
+        df = pseudo_label(ITEMS[:20], ['sport', 'tech'], teacher=bt, progress=False)
+        assert srv.requests == [] and max(Counter(srv.batch_rows).values()) == 1
+        assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(20)]
+
+
+def test_no_secret_in_cache_files_or_batches(tmp_path):
+    with BatchServer(answer) as srv:
+        t = teacher(srv, tmp_path)
+        prefill_batch(t, ITEMS[:20], poll_interval=0.01, keep_files=True)
+        export_batch(t, ITEMS[20:30], tmp_path/'x.jsonl')
+    files = [p for p in tmp_path.rglob('*') if p.is_file()]
+    assert any(p.suffix == '.jsonl' for p in files)
+    assert not any(SECRET.encode() in p.read_bytes() for p in files)
+    assert not any(SECRET.encode() in f['_data'] for f in srv.files.values())
+
+
+def test_bad_arguments_fail_before_any_request(tmp_path):
+    with BatchServer(answer) as srv:
+        t = teacher(srv, tmp_path)
+        with pytest.raises(ValueError, match="retry must be 'online', 'batch' or None"): prefill_batch(t, ITEMS[:3], retry='later')
+        with pytest.raises(ValueError, match='has no disk cache'): prefill_batch(teacher(srv, tmp_path, cache=False), ITEMS[:3])
+        assert (srv.requests, srv.batches, srv.files) == ([], {}, {})
