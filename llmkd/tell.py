@@ -14,6 +14,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner, Recorder
 from .pseudolabel import bbc_news
 from .lm import lm_items, lm_dls, lm_learner, generate, LMLoss
+from .callback.core import ColumnsCallback, fitting
 
 # %% auto #0
 __all__ = ['GENERAL', 'TASK', 'SOURCES', 'RG_TASKS', 'BBC_TEMPLATES', 'AnchorPrompt', 'n_tokens', 'mix_sources',
@@ -163,22 +164,19 @@ def tell_dls(tok, anchor:AnchorPrompt,
     return lm_dls(tok, train, vt+vg, bs=bs, shuffle=False, device=device)  # the mix is the one shuffle
 
 # %% ../nbs/08_tell.ipynb #00000020
-class SourceLosses(Callback):
+class SourceLosses(ColumnsCallback):
     "Log the response-token loss of each data source (e.g. task, general) as its own recorder column, accumulated on device."
-    order, run_valid = Recorder.order+1, True  # after the Recorder, so our columns follow its own
+    order, run_valid = Recorder.order-1, True  # before the Recorder, which names the columns (fastai metrics) in before_fit
     def __init__(self, names=SOURCES): store_attr()  # source names, indexed by the batches' source ids
+    @property
+    def columns(self): return [f'{s}_{n}_loss' for s in ('train', 'valid') for n in self.names]
     def before_fit(self):
-        self.run = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
-        if not self.run or not hasattr(self.learn, 'recorder'): return
-        names = list(self.recorder.metric_names)
-        i = names.index('train_loss')+1
-        names[i:i] = [f'train_{n}_loss' for n in self.names]
-        if self.recorder.valid_metrics:
-            j = names.index('time') if 'time' in names else len(names)
-            names[j:j] = [f'valid_{n}_loss' for n in self.names]
-        self.recorder.metric_names = L(names)
+        self.run = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
+        if self.run: self.add_columns()
     def before_train(self): self.sums = self.counts = None
     def before_validate(self): self.sums = self.counts = None
+    def after_fit(self): self.remove_columns()
+    def after_cancel_fit(self): self.remove_columns()
 
 # %% ../nbs/08_tell.ipynb #00000021
 @patch
@@ -200,12 +198,10 @@ def _values(self:SourceLosses):
     return (self.sums/self.counts).tolist()  # nan for a source absent this epoch; one sync per epoch
 
 @patch
-def after_train(self:SourceLosses):
-    if not getattr(self.recorder, 'cancel_train', False): self.recorder.log += self._values()
+def after_train(self:SourceLosses): self.column_values = self._values() + [float('nan')] * len(self.names)
 
 @patch
-def after_validate(self:SourceLosses):
-    if self.recorder.valid_metrics and not getattr(self.recorder, 'cancel_valid', False): self.recorder.log += self._values()
+def after_validate(self:SourceLosses): self.column_values = self.column_values[:len(self.names)] + self._values()
 
 # %% ../nbs/08_tell.ipynb #00000022
 @patch

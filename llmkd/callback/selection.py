@@ -6,7 +6,7 @@ Docs: https://llmkd.github.io/llmkd/callback.selection.html.md"""
 
 # %% ../../nbs/05_callback.selection.ipynb #00000003
 from __future__ import annotations
-import math
+import math, sys
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
@@ -18,13 +18,15 @@ from fastcore.basics import store_attr, patch
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
-from fastai.learner import Learner, ValueMetric
+from fastai.learner import Learner
+from fastai.torch_core import find_bs
+from ..core import InputError, check_finite_array
+from .core import ColumnsCallback, fitting, world_size, all_reduce_sum
 import fastai.callback.progress  # Learner.no_bar
 
 # %% auto #0
-__all__ = ['selectors', 'IndexedDataset', 'TensorDL', 'selection_dls', 'normalized_entropy', 'world_size', 'all_reduce_sum',
-           'SampleSelector', 'ConfidenceSelector', 'AllLabelsSelector', 'FixedThresholdSelector',
-           'RandomSubsetSelector']
+__all__ = ['selectors', 'IndexedDataset', 'TensorDL', 'selection_dls', 'normalized_entropy', 'SampleSelector', 'find_dev',
+           'ConfidenceSelector', 'AllLabelsSelector', 'FixedThresholdSelector', 'RandomSubsetSelector']
 
 # %% ../../nbs/05_callback.selection.ipynb #00000006
 class IndexedDataset:
@@ -70,29 +72,28 @@ def normalized_entropy(logits):
     logp = F.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1) / math.log(logits.shape[-1])
 
-def world_size():
-    "Number of processes of the `torch.distributed` group (1 when it is not initialised)"
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-def all_reduce_sum(t):
-    "Sum `t` over all processes in place (no-op outside distributed training) and return it"
-    if world_size() > 1: dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
 # %% ../../nbs/05_callback.selection.ipynb #00000010
-class SampleSelector(Callback):
+def _conf_values(conf):
+    "Teacher confidences as a float tensor (N,), or an InputError naming the NaN / out-of-range entries"
+    vals = conf.to_numpy() if isinstance(conf, pd.Series) else conf.detach().cpu().numpy() if isinstance(conf, torch.Tensor) else conf
+    a = check_finite_array(vals, 'conf (teacher confidences)', 0., 1.).reshape(-1)
+    if a.size == 0: raise InputError('conf is empty: pass one teacher confidence per pool sample.')
+    return torch.as_tensor(a, dtype=torch.float32)
+
+class SampleSelector(ColumnsCallback):
     "Base callback: train on the pseudo-labelled samples `select` keeps, weighted, and log what was used"
     order, run_valid = 5, True
-    def __init__(self, conf, # Teacher confidence of every pool sample (N,), indexed by the batch's last element
+    columns = ('sel_frac', 'pool_used')
+    def __init__(self, conf, # Teacher confidence per training item: array in the items' order, or a Series keyed by the DataFrame's index
                  weighted=True, # Weight the selected samples by `select`'s raw weights (False: plain mean)
                  sample_loss=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
                  n_classes=None): # Number of classes (default: width of the model output)
-        conf = torch.as_tensor(conf, dtype=torch.float32).flatten()
-        if conf.numel() == 0: raise ValueError('conf is empty: pass one teacher confidence per pool sample.')
-        if bool((conf < 0).any() | (conf > 1).any()): raise ValueError('conf must lie in [0, 1]: pass probabilities of the predicted label.')
-        store_attr('conf,weighted,sample_loss,n_classes')
-        self.use_count = torch.zeros(len(conf))   # times each pool sample was selected (this process)
-        self.used, self.n_steps, self._hist, self._hist_host, self._mets, self._epoch_frac = None, 0, [], [], [], float('nan')
+        self.conf_in = conf if isinstance(conf, pd.Series) else None
+        self.conf = _conf_values(conf)
+        store_attr('weighted,sample_loss,n_classes')
+        self.use_count = torch.zeros(len(self.conf))   # times each pool sample was selected (this process)
+        self.used, self.n_steps, self._hist, self._hist_host, self._epoch_frac = None, 0, [], [], float('nan')
+        self.selecting, self.old_lf, self._order, self._orig_idxs = False, None, None, None
 
     @property
     def name(self): return 'selector'
@@ -100,6 +101,7 @@ class SampleSelector(Callback):
         "Return `(mask, raw_weight)` for confidences `c`, uncertainties `u`, pseudo-labels `y`, pool indices `idx`"
         raise NotImplementedError
     def _to(self, device): self.conf, self.use_count = self.conf.to(device), self.use_count.to(device)
+    def _pool_changed(self): pass
     def _hist_row(self): return []
     def _hist_cols(self): return []
     def _resolve_warmup(self): pass
@@ -109,9 +111,6 @@ class SampleSelector(Callback):
         return self._mw * (self._n_sel / self._w_sum)
 
 # %% ../../nbs/05_callback.selection.ipynb #00000012
-class _SelectorMetric(ValueMetric):
-    "A recorder column filled by a `SampleSelector`"
-
 @patch
 def step(self:SampleSelector, pred, y, idx):
     "Selection loss of one training batch (`pred` logits, pseudo-labels `y`, pool indices `idx`); updates the state"
@@ -162,62 +161,130 @@ def history(self:SampleSelector):
 # %% ../../nbs/05_callback.selection.ipynb #00000014
 @patch
 def _indexed(self:SampleSelector):
+    "Whether the batches carry the pool index as their last element (an `IndexedDataset`)"
     ds = getattr(self.dl, 'dataset', None)
-    return isinstance(ds, IndexedDataset) or (ds is not None and ds is getattr(self.dls.train, 'dataset', None))
+    return isinstance(ds, IndexedDataset) or (ds is not None and ds is getattr(self.dls.train, 'dataset', None) and
+                                              isinstance(getattr(self.dls.train, 'dataset', None), IndexedDataset))
 
+@patch
+def _resolve_conf(self:SampleSelector):
+    "`conf` in the training items' order: a Series is matched on the DataFrame's index; length checked"
+    dl = self.dls.train; n = len(dl.dataset) if hasattr(dl, 'dataset') and hasattr(dl.dataset, '__len__') else dl.n
+    if self.conf_in is not None:
+        items = getattr(dl, 'items', None)
+        if not isinstance(items, (pd.DataFrame, pd.Series)): raise InputError("conf is a Series but the training items are "
+            "not a DataFrame: pass an array in the training items' order.")
+        miss = items.index[~items.index.isin(self.conf_in.index)]
+        if len(miss): raise InputError(f"conf has no confidence for {len(miss)} training rows (index {list(miss[:5])}): "
+                                       "give every training row of the DataFrame a confidence.")
+        conf = _conf_values(self.conf_in.loc[items.index])
+        if len(conf) != len(self.conf) or not torch.equal(conf, self.conf.cpu()): self.conf = conf
+    if len(self.conf) != n: raise InputError(f"conf has {len(self.conf)} confidences but the training set has {n} items: "
+        "pass one per training item, in the training items' order (or a Series keyed by the DataFrame's index).")
+    if len(self.use_count) != n: self.use_count = torch.zeros(n, device=self.conf.device); self._pool_changed()
+
+# %% ../../nbs/05_callback.selection.ipynb #cc7ad837
+@patch
+def _track_order(self:SampleSelector):
+    "Record the training DataLoader's sample order this epoch (wrapping its `get_idxs`): batch k is its k-th chunk of `bs`"
+    dl = self.dl; own = dl.__dict__.get('get_idxs'); orig = dl.get_idxs
+    def get_idxs():
+        idxs = list(orig()); self._order = torch.as_tensor(idxs, dtype=torch.long); self._order_dev = None
+        return idxs
+    self._orig_idxs = (dl, own); dl.get_idxs = get_idxs
+
+@patch
+def _untrack_order(self:SampleSelector):
+    if self._orig_idxs is None: return
+    dl, own = self._orig_idxs; self._orig_idxs = None
+    if own is None: dl.__dict__.pop('get_idxs', None)
+    else: dl.get_idxs = own
+
+@patch
+def _batch_idx(self:SampleSelector):
+    "Pool indices of the current training batch, sliced on the device from the epoch's order (one copy per epoch)"
+    if self._order is None: raise InputError("The training DataLoader is not a fastai DataLoader that samples by index: "
+        "build it with fastai (DataBlock, TextDataLoaders, TabularDataLoaders, ...), with selection_dls, or wrap the dataset in IndexedDataset.")
+    if self._order_dev is None: self._order_dev = self._order.to(self.conf.device if self.conf.device.type != 'cpu' else find_dev(self.xb))
+    bs, n = self.dl.bs, find_bs(self.yb)
+    idx = self._order_dev[self.iter * bs: self.iter * bs + n]
+    if len(idx) != n: raise InputError(f"Batch {self.iter} has {n} items but the sampler gave {len(idx)} indices: "
+                                       "use a DataLoader whose batches are consecutive chunks of its `get_idxs`, or an IndexedDataset.")
+    return idx
+
+def find_dev(b):
+    "Device of the first tensor in a batch"
+    for t in b:
+        if isinstance(t, torch.Tensor): return t.device
+    return torch.device('cpu')
+
+# %% ../../nbs/05_callback.selection.ipynb #3f84177d
 @patch
 def before_fit(self:SampleSelector):
-    if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None  # a fit that crashed
-    self.selecting = not hasattr(self.learn, 'lr_finder') and not hasattr(self, 'gather_preds')
+    if self.old_lf is not None: self.learn.loss_func, self.old_lf = self.old_lf, None  # a fit that crashed
+    self._untrack_order()
+    self.selecting = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
     if not self.selecting: return
-    self._mets = [_SelectorMetric(self._epoch_sel_frac, 'sel_frac'), _SelectorMetric(self._pool_used, 'pool_used')]
-    self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SelectorMetric)] + self._mets
-    self._resolve_warmup()
-
-@patch
-def before_batch(self:SampleSelector):
-    self._idx = None
-    if not self._indexed():
-        if self.training and getattr(self, 'selecting', False):
-            raise ValueError('Training batches must end with (y_pseudo, idx): wrap the training dataset in IndexedDataset or build the DataLoaders with selection_dls.')
-        return
-    b = (*self.xb, *self.yb)
-    if len(b) < 3: raise ValueError(f'An indexed batch needs (*x, y_pseudo, idx) but has {len(b)} elements.')
-    self.learn.xb, self.learn.yb, self._idx = b[:-2], (b[-2],), b[-1]
-
-@patch
-def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
+    self._resolve_conf(); self.add_columns(); self._resolve_warmup()
 
 @patch
 def before_train(self:SampleSelector):
     self._flush_hist()
-    if getattr(self, 'selecting', False): self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
+    if not self.selecting: return
+    self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
+    self._order = None
+    if not self._indexed(): self._track_order()
 
 @patch
+def before_batch(self:SampleSelector):
+    self._idx = None
+    if self._indexed():
+        b = (*self.xb, *self.yb)
+        if len(b) < 3: raise InputError(f'An indexed batch needs (*x, y_pseudo, idx) but has {len(b)} elements.')
+        self.learn.xb, self.learn.yb, self._idx = b[:-2], (b[-2],), b[-1]
+    elif self.training and self.selecting: self._idx = self._batch_idx()
+
+@patch
+def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
+
+# %% ../../nbs/05_callback.selection.ipynb #b98562a6
+@patch
 def after_train(self:SampleSelector):
-    if not getattr(self, 'selecting', False): return
-    self.learn.loss_func = self.old_lf
+    self._untrack_order()
+    if not self.selecting: return
+    self.learn.loss_func, self.old_lf = self.old_lf, None
     epoch = self._flush_hist()
     self._epoch_frac = float('nan') if epoch is None else float(epoch[:, 0].mean())
     self.sync_used()
+    self.column_values = [self._epoch_frac, float(self.used.float().mean())]
 
 @patch
-def _epoch_sel_frac(self:SampleSelector): return self._epoch_frac
-@patch
-def _pool_used(self:SampleSelector): return float('nan') if self.used is None else self.used.float().mean()
+def after_cancel_train(self:SampleSelector): self.after_train()
 
 @patch
 def after_fit(self:SampleSelector):
-    if getattr(self, 'old_lf', None) is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
-    if self._mets: self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SelectorMetric)]
-    self._mets = []
+    self._untrack_order()
+    if self.old_lf is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
+    self.remove_columns()
+
+@patch
+def after_cancel_fit(self:SampleSelector): self.after_fit()
+
+# %% ../../nbs/05_callback.selection.ipynb #3d493e00
+def _schedule_epochs(learn) -> int:
+    "Epochs of the schedule the current fit belongs to: `fine_tune`'s freeze_epochs + epochs when run from it, else `n_epoch`"
+    f, code = sys._getframe(), getattr(getattr(Learner, 'fine_tune', None), '__code__', None)
+    while f is not None:
+        if f.f_code is code: return f.f_locals['freeze_epochs'] + f.f_locals['epochs']
+        f = f.f_back
+    return learn.n_epoch
 
 # %% ../../nbs/05_callback.selection.ipynb #00000016
 class ConfidenceSelector(SampleSelector):
     "LLKD selection: teacher-confident, student-uncertain samples under per-class EMA thresholds, weighted by c*u"
     def __init__(self, conf, # Teacher confidence of every pool sample (N,)
                  momentum=0.999, # EMA momentum m of the thresholds (FreeMatch uses 0.999)
-                 warmup=0.1, # Teacher-only steps: an int number of steps, or a float share of the first fit's steps
+                 warmup=0.1, # Teacher-only steps: an int number of steps, or a float share of the first schedule's steps (`fine_tune`: both phases)
                  tau_t_init=None, # Initial global teacher threshold (default 1/C)
                  tau_s_init=None, # Initial global student threshold (default 1/C)
                  per_class=True, # Scale the thresholds per class by cbar(y)/max cbar (False: one global threshold)
@@ -238,7 +305,7 @@ class ConfidenceSelector(SampleSelector):
         super()._to(device)
         if self.tau is not None: self.tau, self.bar = self.tau.to(device), self.bar.to(device)
     def _resolve_warmup(self):
-        if self.warmup_steps is None: self.warmup_steps = round(self.warmup * self.n_epoch * len(self.dls.train))
+        if self.warmup_steps is None: self.warmup_steps = round(self.warmup * _schedule_epochs(self.learn) * len(self.dls.train))
     tau_t = property(lambda self: self.tau[0], doc='Global teacher-confidence EMA')
     tau_s = property(lambda self: self.tau[1], doc='Global student-uncertainty EMA')
     cbar  = property(lambda self: self.bar[:, 0], doc='Per-class EMA of the teacher confidence')
@@ -295,12 +362,14 @@ class RandomSubsetSelector(SampleSelector):
     "Baseline: a random subset of the pool, drawn once, of `budget` samples (a share if float); unweighted"
     def __init__(self, conf, budget, # Float in (0, 1]: share of the pool; int: number of samples
                  seed=None, **kwargs): # Seed of the draw (set it in distributed runs: every rank must draw the same)
-        super().__init__(conf, **kwargs)
-        n = len(self.conf); k = round(budget*n) if isinstance(budget, float) else int(budget)
-        if not 0 < k <= n: raise ValueError(f'budget={budget} gives {k} of {n} samples: pass a share in (0, 1] or a count in 1..{n}.')
-        g = None if seed is None else torch.Generator().manual_seed(seed)
-        self.subset = torch.zeros(n, dtype=torch.bool)
-        self.subset[torch.randperm(n, generator=g)[:k]] = True
+        super().__init__(conf, **kwargs); self.budget, self.seed = budget, seed
+        self._pool_changed()
+    def _pool_changed(self):
+        n = len(self.conf); k = round(self.budget*n) if isinstance(self.budget, float) else int(self.budget)
+        if not 0 < k <= n: raise InputError(f'budget={self.budget} gives {k} of {n} samples: pass a share in (0, 1] or a count in 1..{n}.')
+        g = None if self.seed is None else torch.Generator().manual_seed(self.seed)
+        self.subset = torch.zeros(n, dtype=torch.bool, device=self.conf.device)
+        self.subset[torch.randperm(n, generator=g)[:k].to(self.conf.device)] = True
     def _to(self, device): super()._to(device); self.subset = self.subset.to(device)
     def select(self, c, u, y, idx): return self.subset[idx], torch.ones_like(c)
 
@@ -308,11 +377,11 @@ class RandomSubsetSelector(SampleSelector):
 selectors = dict(llkd=ConfidenceSelector, all=AllLabelsSelector, fixed=FixedThresholdSelector, random=RandomSubsetSelector)
 
 @patch
-def llkd(self:Learner, conf, # Teacher confidence of every pool sample (N,)
+def llkd(self:Learner, conf, # Teacher confidence per training item: array in the items' order, or a Series keyed by the DataFrame's index
          strategy='llkd', # 'llkd' (`ConfidenceSelector`), 'all', 'fixed' or 'random' (the baselines)
          **kwargs): # Arguments of the strategy's callback
     "Train on the pseudo-labels that `strategy` selects (replaces any selector already there); chainable"
-    if strategy not in selectors: raise ValueError(f'Unknown strategy {strategy!r}: choose one of {list(selectors)}.')
+    if strategy not in selectors: raise InputError(f'Unknown strategy {strategy!r}: choose one of {list(selectors)}.')
     self.remove_cbs([cb for cb in self.cbs if isinstance(cb, SampleSelector)])
     self.add_cb(selectors[strategy](conf, **kwargs))
     return self
