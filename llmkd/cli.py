@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 # %% auto #0
-__all__ = ['make_parser', 'run_demo', 'run_priors', 'main']
+__all__ = ['make_parser', 'run_demo', 'run_priors', 'cli_message', 'main']
 
 # %% ../nbs/10_cli.ipynb #00000005
 def make_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,13 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument('--n-estimates', type=int, default=5, help='answers per class, averaged (default: 5)')
     q.add_argument('--temperature', type=float, default=None)
     q.add_argument('--no-cache', action='store_true', help='do not read or write the answer cache')
+    t = q.add_argument_group('teacher settings (slow local servers: a longer --timeout, --concurrency 1)')
+    t.add_argument('--max-tokens', type=int, default=None, help='longest answer, in tokens (default: the server\'s)')
+    t.add_argument('--timeout', type=float, default=60., help='seconds per attempt: connect, headers and the whole answer (default: 60)')
+    t.add_argument('--seed', type=int, default=None, help='sampling seed, for servers that support it')
+    t.add_argument('--max-reasks', type=int, default=2, help='follow-up requests per invalid answer (default: 2)')
+    t.add_argument('--max-retries', type=int, default=4, help='retries of a failed request (default: 4)')
+    t.add_argument('--concurrency', type=int, default=8, help='most requests in flight; adapted down for slow servers (default: 8)')
     q.add_argument('--out', required=True, help='where to write the prior JSON')
     return p
 
@@ -81,10 +88,12 @@ def run_priors(args):
     "`llmkd priors`: elicit a prior for a CSV from an endpoint and write it as JSON."
     from llmkd.teacher import Teacher
     from llmkd.priors import elicit_from_files
-    teacher = Teacher(model=args.model, base_url=args.base_url, cache=not args.no_cache)
+    teacher = Teacher(model=args.model, base_url=args.base_url, cache=not args.no_cache, timeout=args.timeout,
+                      max_retries=args.max_retries, concurrency=args.concurrency)
+    extra = {k: v for k, v in dict(max_tokens=args.max_tokens, seed=args.seed).items() if v is not None}
     prior = elicit_from_files(args.csv, args.descriptions, args.target, args.task, teacher=teacher, cat_names=args.cat_names,
-                              positive_class=args.positive_class, n_estimates=args.n_estimates,
-                              temperature=args.temperature, progress=False)
+                              positive_class=args.positive_class, n_estimates=args.n_estimates, temperature=args.temperature,
+                              max_reasks=args.max_reasks, progress=False, **extra)
     path = prior.save(args.out)
     with pd.option_context('display.width', 200):
         print(pd.concat([prior.scores.add_suffix(' (mean)'), prior.spread.add_suffix(' (std)')], axis=1).round(2).to_string())
@@ -92,16 +101,28 @@ def run_priors(args):
     return prior
 
 # %% ../nbs/10_cli.ipynb #0000000a
+_CLI_WORDS = {'`timeout`': '--timeout', '`max_retries`': '--max-retries', '`concurrency`': '--concurrency', 'max_reasks': '--max-reasks',
+              'n_estimates': '--n-estimates', 'max_tokens': '--max-tokens', '`api_key=` or ': '', '`model=`': '--model'}
+
+def cli_message(e:Exception) -> str:
+    "The message of `e` in the words of the command line: option names for arguments, no Python-only advice"
+    from llmkd.teacher import MapError
+    if isinstance(e, MapError):
+        errs = sorted(e.errors.items())
+        e = errs[0][1] if len(errs) == 1 else Exception(f"{len(errs)} of {len(e.results)} requests failed; first: {errs[0][1]}")
+    msg = str(e)
+    for k, v in _CLI_WORDS.items(): msg = msg.replace(k, v)
+    return msg
+
 def main(argv:list|None=None) -> int:
-    "Entry point of the `llmkd` console script."
+    "Entry point of the `llmkd` console script: 0 done, 2 the user's input is wrong, 1 the endpoint failed."
+    from llmkd.core import LLMKDError, InputError
     args = make_parser().parse_args(argv)
     try:
         if args.command == 'demo': run_demo(args)
         else: run_priors(args)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"llmkd {args.command}: error: {e}", file=sys.stderr); return 2
-    except Exception as e:
-        from llmkd.teacher import TeacherError
-        if not isinstance(e, TeacherError): raise
-        print(f"llmkd {args.command}: error: {e}", file=sys.stderr); return 1
+    except (InputError, ValueError, FileNotFoundError, ImportError) as e:
+        print(f"llmkd {args.command}: error: {cli_message(e)}", file=sys.stderr); return 2
+    except LLMKDError as e:
+        print(f"llmkd {args.command}: error: {cli_message(e)}", file=sys.stderr); return 1
     return 0

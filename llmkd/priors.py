@@ -6,17 +6,18 @@ Docs: https://llmkd.github.io/llmkd/priors.html.md"""
 
 # %% ../nbs/02_priors.ipynb #00000003
 from __future__ import annotations
-import json, hashlib, datetime
+import json, hashlib, datetime, math, numbers
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Annotated
 import numpy as np, pandas as pd, torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from fastcore.basics import patch
+from .core import LLMKDError, InputError, check_unique, check_number, check_finite_array, is_missing
 
 # %% auto #0
-__all__ = ['SYSTEM_PROMPT', 'category_levels', 'dummy_name', 'TaskDescription', 'attribution_prompt', 'FeatureScore',
-           'AttributionAnswer', 'answer_schema', 'AttributionPrior', 'prompt_hash', 'elicit_attributions',
-           'elicit_dry_run', 'read_descriptions', 'elicit_from_files']
+__all__ = ['SYSTEM_PROMPT', 'Score', 'category_levels', 'dummy_name', 'TaskDescription', 'attribution_prompt', 'FeatureScore',
+           'AttributionAnswer', 'answer_schema', 'AttributionPrior', 'prompt_hash', 'ElicitationError',
+           'elicit_attributions', 'elicit_dry_run', 'read_descriptions', 'elicit_from_files']
 
 # %% ../nbs/02_priors.ipynb #00000006
 def _is_categorical(s: pd.Series) -> bool:
@@ -35,65 +36,80 @@ def dummy_name(col, value) -> str:
     return f"{col}_{value}"
 
 # %% ../nbs/02_priors.ipynb #00000008
-def _derived_description(col, value, col_desc) -> str:
-    return f"{col} = {value} (1 if the row has this value, else 0); {col}: {col_desc}"
+def _derived_description(col, value, col_desc) -> str|None:
+    return None if col_desc is None else f"{col} = {value} (1 if the row has this value, else 0); {col}: {col_desc}"
 
 def _check_descriptions(cols, descriptions, dummies):
-    missing = [c for c in cols if c not in descriptions]
-    if missing: raise ValueError(f"No description for column(s): {', '.join(map(str, missing))}. "
-                                 "Add them to `descriptions`, or drop these columns from the DataFrame.")
     known = set(cols) | set(dummies)
     unknown = [k for k in descriptions if k not in known]
-    if unknown: raise ValueError(f"Descriptions given for unknown column(s): {', '.join(map(str, unknown))}. "
+    if unknown: raise InputError(f"Descriptions given for unknown column(s): {', '.join(map(str, unknown))}. "
                                  f"Known columns: {', '.join(map(str, cols))}.")
+
+def _names(items, what:str) -> list:
+    "`items` as strings, or an `InputError` naming missing (None, NaN, empty) or duplicate names"
+    items = list(items)
+    bad = [i for i, v in enumerate(items) if is_missing(v) or not str(v).strip()]
+    if bad: raise InputError(f"{what} hold missing or empty names at positions {bad[:5]} ({[items[i] for i in bad[:5]]}): "
+                             "give every one a name, or drop it")
+    return check_unique([str(v) for v in items], what)
 
 # %% ../nbs/02_priors.ipynb #00000009
 class TaskDescription:
     "A classification task for the LLM: one sentence, class names and a description per input feature."
     def __init__(self,
                  description: str, # one sentence saying what is predicted from what
-                 features: dict, # feature name -> description, in model input order (dummies included)
+                 features: dict, # feature name -> description (None: not described), in model input order (dummies included)
                  classes: list, # every class label, in the model's output order
                  scored: list|None=None, # classes to elicit; default: the last class for binary tasks, else all
                  class_descriptions: dict|None=None, # class label -> text the prompt uses (default: the label)
                  levels: dict|None=None, # categorical column -> its levels (how `encode` one-hot encodes)
                  target: str|None=None): # name of the target column, shown in the prompt
-        self.description,self.features = description.strip(),{str(k):str(v) for k,v in features.items()}
-        self.classes = [str(c) for c in classes]
-        if len(self.classes) < 2: raise ValueError(f"A classification task needs at least 2 classes, got {self.classes}.")
-        self.scored = [str(c) for c in scored] if scored is not None else (self.classes[-1:] if len(self.classes)==2 else list(self.classes))
+        if not isinstance(description, str) or not description.strip():
+            raise InputError(f"description must be one non-empty sentence saying what is predicted, got {description!r}")
+        if not isinstance(features, dict) or not features: raise InputError("features must be a non-empty dict {feature name: description}")
+        descs = [None if is_missing(v) or not str(v).strip() else str(v) for v in features.values()]
+        self.description,self.features = description.strip(),dict(zip(_names(features, 'feature names'), descs))
+        self.classes = _names(classes, 'class names')
+        if len(self.classes) < 2: raise InputError(f"A classification task needs at least 2 classes, got {self.classes}.")
+        self.scored = _names(scored, 'scored classes') if scored is not None else (self.classes[-1:] if len(self.classes)==2 else list(self.classes))
         bad = [c for c in self.scored if c not in self.classes]
-        if bad: raise ValueError(f"Scored class(es) {bad} are not among the classes {self.classes}.")
+        if bad: raise InputError(f"Scored class(es) {bad} are not among the classes {self.classes}.")
         self.class_descriptions = {str(k):str(v) for k,v in (class_descriptions or {}).items()}
         self.levels,self.target = dict(levels or {}),target
 
     @property
     def feature_names(self) -> list: return list(self.features)
+    def check_described(self):
+        "`InputError` naming the features without a description (the LLM needs one for each)"
+        missing = [f for f,v in self.features.items() if v is None]
+        if missing: raise InputError(f"No description for feature(s): {', '.join(missing)}. Add them to `descriptions` "
+                                     "(a dummy inherits its column's), or drop these columns from the DataFrame.")
     def __repr__(self):
         return f"TaskDescription({self.description!r}, {len(self.features)} features, classes={self.classes}, scored={self.scored})"
 
 # %% ../nbs/02_priors.ipynb #0000000a
-def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, descriptions:dict, cat_names=None,
+def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, descriptions:dict|None, cat_names=None,
              classes=None, positive_class=None, class_descriptions=None):
-    if target not in df.columns: raise ValueError(f"Target column {target!r} is not in the DataFrame (columns: {list(df.columns)}).")
+    if target not in df.columns: raise InputError(f"Target column {target!r} is not in the DataFrame (columns: {list(df.columns)}).")
+    descriptions = dict(descriptions or {})
     cols = [c for c in df.columns if c != target]
     cat_names = [c for c in cols if _is_categorical(df[c])] if cat_names is None else list(cat_names)
     bad = [c for c in cat_names if c not in cols]
-    if bad: raise ValueError(f"cat_names not among the feature columns: {', '.join(map(str, bad))}.")
+    if bad: raise InputError(f"cat_names not among the feature columns: {', '.join(map(str, bad))}.")
     levels = {c: category_levels(df[c]) for c in cat_names}
     dummies = {dummy_name(c,v): (c,v) for c in cat_names for v in levels[c]}
     clash = [d for d in dummies if d in cols]
-    if clash: raise ValueError(f"One-hot feature name(s) {', '.join(clash)} clash with existing columns; rename those columns.")
+    if clash: raise InputError(f"One-hot feature name(s) {', '.join(clash)} clash with existing columns; rename those columns.")
     _check_descriptions(cols, descriptions, dummies)
     features = {}
     for c in cols:
-        if c not in levels: features[str(c)] = descriptions[c]; continue
+        if c not in levels: features[str(c)] = descriptions.get(c); continue
         for v in levels[c]:
             n = dummy_name(c,v)
-            features[n] = descriptions.get(n, _derived_description(c, v, descriptions[c]))
+            features[n] = descriptions.get(n, _derived_description(c, v, descriptions.get(c)))
     if classes is None: classes = category_levels(df[target])
     unknown = sorted(set(map(str, df[target].dropna().unique())) - set(map(str, classes)))
-    if unknown: raise ValueError(f"Target {target!r} has values not among `classes` {list(classes)}: {', '.join(unknown)}.")
+    if unknown: raise InputError(f"Target {target!r} has values not among `classes` {list(classes)}: {', '.join(unknown)}.")
     scored = None if positive_class is None else [positive_class]
     return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels, target=str(target))
 
@@ -102,7 +118,7 @@ def from_df(cls:TaskDescription,
             df:pd.DataFrame, # the data: feature columns plus the target column
             target:str, # name of the target column
             description:str, # one sentence describing the task
-            descriptions:dict, # column (or dummy feature) name -> description; every feature column needs one
+            descriptions:dict|None=None, # column (or dummy feature) name -> description; needed to elicit, not to `encode`
             cat_names:list|None=None, # columns to one-hot encode (default: categorical/string/object columns)
             classes:list|None=None, # class labels in model output order (default: sorted target values)
             positive_class=None, # for binary tasks, the class to score (default: the last class)
@@ -119,13 +135,23 @@ def encode(self:TaskDescription, df:pd.DataFrame) -> pd.DataFrame:
     for f in self.features:
         if f in df.columns and f not in self.levels: out[f] = df[f]
     for c,lv in self.levels.items():
-        if c not in df.columns: raise ValueError(f"Categorical column {c!r} is missing from the DataFrame.")
+        if c not in df.columns: raise InputError(f"Categorical column {c!r} is missing from the DataFrame.")
         unseen = set(df[c].dropna()) - set(lv)
-        if unseen: raise ValueError(f"Column {c!r} has values the task does not know: {sorted(map(str, unseen))}; known levels: {lv}.")
-        for v in lv: out[dummy_name(c,v)] = (df[c]==v)
+        if unseen: raise InputError(f"Column {c!r} has values the task does not know: {sorted(map(str, unseen))}; known levels: {lv}.")
+        for v in lv: out[dummy_name(c,v)] = (df[c]==v).astype(float).where(df[c].notna())
     missing = [f for f in self.features if f not in out]
-    if missing: raise ValueError(f"Features missing from the DataFrame: {', '.join(missing)}.")
-    return pd.DataFrame({f: out[f] for f in self.features}, index=df.index).astype(float)
+    if missing: raise InputError(f"Features missing from the DataFrame: {', '.join(missing)}.")
+    cols = {}
+    for f in self.features:
+        try: cols[f] = pd.to_numeric(out[f].astype(float) if out[f].dtype == bool else out[f], errors='raise').astype(float)
+        except (TypeError, ValueError) as e: raise InputError(f"Feature {f!r} is not numeric ({e}): list it in `cat_names` to one-hot encode it, or convert it") from None
+    X = pd.DataFrame(cols, index=df.index)
+    bad = [f for f in X.columns if not np.isfinite(X[f].to_numpy()).all()]
+    if bad:
+        rows = X.index[~np.isfinite(X[bad].to_numpy()).all(1)]
+        raise InputError(f"Missing or infinite values in feature(s) {', '.join(bad)} ({len(rows)} rows, e.g. index {list(rows[:5])}): "
+                         "drop those rows (`df.dropna()`) or fill them before encoding")
+    return X
 
 # %% ../nbs/02_priors.ipynb #00000014
 SYSTEM_PROMPT = ("You are an expert in the domain of the task below and in machine learning. You assign importance "
@@ -133,7 +159,8 @@ SYSTEM_PROMPT = ("You are an expert in the domain of the task below and in machi
 
 def attribution_prompt(task:TaskDescription, cls:str) -> list:
     "Chat messages asking for a score in [-10, 10] for every feature of `task`, for class `cls`."
-    if cls not in task.classes: raise ValueError(f"Class {cls!r} is not among the task's classes {task.classes}.")
+    if cls not in task.classes: raise InputError(f"Class {cls!r} is not among the task's classes {task.classes}.")
+    task.check_described()
     def show(c): d = task.class_descriptions.get(c); return f'"{c}"' + (f" ({d})" if d else "")
     feats = "\n".join(f"{i}. {name}: {desc}" for i,(name,desc) in enumerate(task.features.items(), 1))
     tgt = f"Target: {task.target}\n" if task.target else ""
@@ -144,47 +171,66 @@ def attribution_prompt(task:TaskDescription, cls:str) -> list:
             "a negative score means that increasing it decreases that probability; the larger the absolute value, the "
             "stronger the effect, and 0 means no effect. Score every feature, in the order listed, using each feature "
             "name exactly as written above.\n\nThink step by step: first reason about the features in `reasoning`, "
-            "then give the list of `scores`.")
+            "then give `scores`: an object with one integer per feature name.")
     return [{'role': 'system', 'content': SYSTEM_PROMPT}, {'role': 'user', 'content': user}]
 
 # %% ../nbs/02_priors.ipynb #00000019
-class FeatureScore(BaseModel):
-    "The LLM's score for one feature."
-    feature: str = Field(description="feature name, exactly as listed")
-    score: int = Field(ge=-10, le=10, description="integer importance score in [-10, 10]")
+Score = Annotated[int, Field(strict=True, ge=-10, le=10)]
 
+class FeatureScore(BaseModel):
+    "The LLM's score for one feature (the list form of an answer)."
+    feature: str = Field(description="feature name, exactly as listed")
+    score: Score = Field(description="integer importance score in [-10, 10]")
+
+def _scores_dict(data):
+    "The answer's `scores` as {feature: score}, from the object form or the list form"
+    sc = data.get('scores') if isinstance(data, dict) else None
+    if not isinstance(sc, list): return sc
+    names = [s.get('feature') if isinstance(s, dict) else None for s in sc]
+    repeated = sorted({str(n) for n in names if n is not None and names.count(n) > 1})
+    if repeated: raise ValueError(f"features scored more than once: {', '.join(repeated)}")
+    return {s['feature']: s.get('score') for s in sc if isinstance(s, dict) and isinstance(s.get('feature'), str)}
+
+def _names_check(names, expected) -> list:
+    missing, unknown = [f for f in expected if f not in names], [f for f in names if f not in set(expected)]
+    return ([f"missing features: {', '.join(missing)}"] if missing else []) + ([f"unknown features: {', '.join(map(str, unknown))}"] if unknown else [])
+
+# %% ../nbs/02_priors.ipynb #00000019a
 class AttributionAnswer(BaseModel):
-    "Step-by-step reasoning, then a score for every feature."
+    "Step-by-step reasoning, then `scores`: one integer in [-10, 10] per feature; `answer_schema` makes one per task."
     reasoning: str = Field(description="step-by-step reasoning about the features")
-    scores: list[FeatureScore]
     expected_features: ClassVar[tuple] = ()
 
-    @model_validator(mode='after')
-    def _every_feature_once(self):
-        names = [s.feature for s in self.scores]
-        if not self.expected_features: return self
-        exp = set(self.expected_features)
-        missing = [f for f in self.expected_features if f not in names]
-        unknown = [f for f in names if f not in exp]
-        repeated = sorted({f for f in names if f in exp and names.count(f) > 1})
-        errs = ([f"missing features: {', '.join(missing)}"] if missing else []) + \
-               ([f"unknown features: {', '.join(unknown)}"] if unknown else []) + \
-               ([f"features scored more than once: {', '.join(repeated)}"] if repeated else [])
-        if errs: raise ValueError("; ".join(errs) + ". Score each of these features exactly once: " + ", ".join(self.expected_features))
-        return self
+    @model_validator(mode='before')
+    @classmethod
+    def _every_feature_once(cls, data):
+        if not isinstance(data, dict): return data
+        sc = _scores_dict(data)
+        errs = _names_check(list(sc), cls.expected_features) if isinstance(sc, dict) and cls.expected_features else []
+        if errs: raise ValueError("; ".join(errs) + ". Score each of these features exactly once: " + ", ".join(cls.expected_features))
+        return {**data, 'scores': sc}
 
-    def to_dict(self) -> dict: return {s.feature: s.score for s in self.scores}
+    def to_dict(self) -> dict: return self.scores.model_dump(by_alias=True)
 
 def answer_schema(features) -> type[AttributionAnswer]:
-    "An `AttributionAnswer` subclass that checks every feature in `features` is scored exactly once."
-    return type('AttributionAnswer', (AttributionAnswer,), {'expected_features': tuple(features), '__module__': __name__,
-                                                   '__doc__': AttributionAnswer.__doc__})
+    "The answer model for `features`: `reasoning`, then `scores` with one required integer in [-10, 10] per feature."
+    features = tuple(_names(features, 'feature names'))
+    Scores = create_model('FeatureScores', __config__=ConfigDict(extra='forbid'),
+                          **{f'f{i}': (Score, Field(alias=f)) for i, f in enumerate(features)})
+    return type('AttributionAnswer', (AttributionAnswer,), {'__module__': __name__, '__doc__': AttributionAnswer.__doc__,
+        'expected_features': features, '__annotations__': {'scores': Scores},
+        'scores': Field(description="one integer importance score in [-10, 10] per feature, by name")})
 
 # %% ../nbs/02_priors.ipynb #0000001e
 def _names_error(what, missing, unknown, fix):
     parts = ([f"missing from the prior: {', '.join(map(str, missing))}"] if missing else []) + \
             ([f"unknown to the prior: {', '.join(map(str, unknown))}"] if unknown else [])
-    return ValueError(f"{what} do not match the prior: " + "; ".join(parts) + f". {fix}")
+    return InputError(f"{what} do not match the prior: " + "; ".join(parts) + f". {fix}")
+
+def _has_bool(x) -> bool:
+    if isinstance(x, (bool, np.bool_)): return True
+    if isinstance(x, np.ndarray): return x.dtype == bool or (x.dtype == object and any(map(_has_bool, x.flat)))
+    return isinstance(x, (list, tuple)) and any(map(_has_bool, x))
 
 class AttributionPrior:
     "LLM (or hand-written) feature attributions: every estimate, their mean `scores` and `spread`, and provenance."
@@ -194,16 +240,13 @@ class AttributionPrior:
                  estimates, # array-like (n_estimates, F, C), or (F, C) for a single estimate
                  provenance:dict|None=None, # where the scores come from (model, endpoint host, prompt hash, date, ...)
                  reasoning:dict|None=None): # class -> the LLM's reasoning text for each estimate
-        self.features,self.classes = [str(f) for f in features],[str(c) for c in classes]
-        for what,names in (('feature',self.features),('class',self.classes)):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup: raise ValueError(f"Repeated {what} names: {', '.join(dup)}.")
-        est = np.asarray(estimates, dtype=float)
+        self.features,self.classes = _names(features, 'feature names'),_names(classes, 'class names')
+        if _has_bool(estimates): raise InputError("estimates hold booleans: scores must be numbers (a JSON true is not a score)")
+        est = check_finite_array(estimates, 'estimates')
         if est.ndim == 2: est = est[None]
         if est.shape[1:] != (len(self.features), len(self.classes)) or est.shape[0] < 1:
-            raise ValueError(f"estimates has shape {est.shape}; expected (n_estimates, {len(self.features)}, {len(self.classes)}) "
+            raise InputError(f"estimates has shape {est.shape}; expected (n_estimates, {len(self.features)}, {len(self.classes)}) "
                              "for these features and classes.")
-        if not np.isfinite(est).all(): raise ValueError("estimates contain NaN or infinite values.")
         self.estimates,self.provenance,self.reasoning = est,dict(provenance or {}),dict(reasoning or {})
 
     @property
@@ -247,16 +290,16 @@ def from_dict(cls:AttributionPrior,
                scores:dict, # {class: {feature: score}}; every class must score the same features
                provenance:dict|None=None # default: {'source': 'hand-written'}
               ) -> AttributionPrior:
-    "A single-estimate prior written by hand."
+    "A single-estimate prior written by hand: finite scores in [-10, 10] (the LLM's scale), no booleans."
     if not scores or not all(isinstance(v, dict) for v in scores.values()):
-        raise ValueError("from_dict expects {class: {feature: score, ...}, ...}; for a binary task use {positive_class: {...}}.")
+        raise InputError("from_dict expects {class: {feature: score, ...}, ...}; for a binary task use {positive_class: {...}}.")
     classes = list(scores)
     features = list(scores[classes[0]])
     for c in classes[1:]:
         missing,unknown = [f for f in features if f not in scores[c]],[f for f in scores[c] if f not in features]
         if missing or unknown: raise _names_error(f"Features of class {c!r}", missing, unknown,
             f"Every class must score the same features as {classes[0]!r}.")
-    est = [[float(scores[c][f]) for c in classes] for f in features]
+    est = [[float(check_number(scores[c][f], f"the score of feature {f!r} for class {c!r}", -10, 10)) for c in classes] for f in features]
     return cls(features, classes, est, provenance=provenance or {'source': 'hand-written'})
 
 @patch
@@ -276,11 +319,14 @@ def save(self:AttributionPrior, path) -> Path:
 
 @patch(cls_method=True)
 def load(cls:AttributionPrior, path) -> AttributionPrior:
-    "Read a prior written by `save` (or by hand, with the same keys)."
-    d = json.loads(Path(path).read_text())
-    missing = [k for k in ('features','classes','estimates') if k not in d]
-    if missing: raise ValueError(f"{path} is not a prior file: keys {missing} are missing (expected features, classes, estimates, provenance).")
-    return cls(d['features'], d['classes'], d['estimates'], d.get('provenance'), d.get('reasoning'))
+    "Read a prior written by `save` (or by hand, with the same keys); scores must be finite numbers in [-10, 10]."
+    try: d = json.loads(Path(path).read_text())
+    except ValueError as e: raise InputError(f"{path} is not a prior file: invalid JSON ({e})") from None
+    missing = [k for k in ('features','classes','estimates') if not isinstance(d, dict) or k not in d]
+    if missing: raise InputError(f"{path} is not a prior file: keys {missing} are missing (expected features, classes, estimates, provenance).")
+    prior = cls(d['features'], d['classes'], d['estimates'], d.get('provenance'), d.get('reasoning'))
+    check_finite_array(prior.estimates, f"estimates in {Path(path).name} (the LLM's -10..10 scale)", -10, 10)
+    return prior
 
 # %% ../nbs/02_priors.ipynb #0000002c
 @patch
@@ -308,47 +354,83 @@ def prompt_hash(messages:list, schema:type[BaseModel]|None=None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 # %% ../nbs/02_priors.ipynb #00000031
+from .teacher import StructuredOutputError, extract_json
+
+class ElicitationError(StructuredOutputError):
+    "Some features never came back with a valid score; `missing` maps each class to them, `counts` to the valid estimates"
+    def __init__(self, msg, missing=None, counts=None): super().__init__(msg); self.missing, self.counts = missing, counts
+
+def _valid_scores(choice, features) -> dict:
+    "The scores of `features` that came back valid in `choice`: all when it validated, else those readable from its text"
+    if choice.parsed is not None: return choice.parsed.to_dict()
+    try: sc = _scores_dict(extract_json(choice.text))
+    except ValueError: return {}
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and -10 <= v <= 10
+    return {f: sc[f] for f in features if f in sc and ok(sc[f])} if isinstance(sc, dict) else {}
+
+def _check_elicit(task, n_estimates, classes, temperature, max_reasks) -> list:
+    "The classes to score, or an `InputError` for any argument, before anything is paid"
+    if not isinstance(task, TaskDescription): raise InputError(f"task must be a TaskDescription, got {type(task).__name__}")
+    check_number(n_estimates, 'n_estimates', 1, integer=True); check_number(max_reasks, 'max_reasks', 0, integer=True)
+    if temperature is not None: check_number(temperature, 'temperature', 0)
+    classes = task.scored if classes is None else _names(classes, 'classes')
+    bad = [c for c in classes if c not in task.classes]
+    if bad: raise InputError(f"Class(es) {bad} are not among the task's classes {task.classes}.")
+    task.check_described()
+    return classes
+
+# %% ../nbs/02_priors.ipynb #00000031a
+def _elicit_failed(host, missing, counts, answers, max_reasks) -> ElicitationError:
+    bad = [ch for a in answers for ch in a.choices if ch.parsed is None]
+    n_ok = sum(ch.parsed is not None for a in answers for ch in a.choices)
+    what = "; ".join(f"class {c!r}: {', '.join(fs)}" for c, fs in missing.items())
+    last = f"\nLast invalid answer:\n{bad[-1].text[:1000]}\nError:\n{bad[-1].error}" if bad else ""
+    return ElicitationError(f"{host} never gave a valid score for some features ({what}); {n_ok} of {n_ok + len(bad)} answers were "
+                            f"valid after up to {max_reasks} re-asks each. The valid answers are cached and a rerun pays only for the "
+                            f"invalid ones; raise max_reasks or n_estimates, or use a stronger model.{last}", missing, counts)
+
+# %% ../nbs/02_priors.ipynb #00000031b
 def elicit_attributions(task:TaskDescription, # the task: description, classes, features
                         teacher=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
                         n_estimates:int=5, # independent answers per class, averaged element-wise
                         classes:list|None=None, # classes to score (default: `task.scored`)
                         temperature:float|None=None, # sampling temperature (default: the server's)
-                        max_reasks:int=2, # re-asks per answer when features are missing or unknown
+                        max_reasks:int=2, # re-asks per answer when features are missing, unknown or out of range
                         progress:bool=True, # show a progress bar over classes
                         **kwargs # passed on to `teacher.map` (e.g. `max_tokens`)
                        ) -> AttributionPrior:
-    "Ask the teacher for feature attribution scores, one prompt per class, and average `n_estimates` answers."
-    if n_estimates < 1: raise ValueError(f"n_estimates must be at least 1, got {n_estimates}.")
+    "Ask the teacher for feature attribution scores, one prompt per class, and average the valid estimates."
+    classes = _check_elicit(task, n_estimates, classes, temperature, max_reasks)
     if teacher is None:
         from llmkd.teacher import Teacher
         teacher = Teacher()
-    classes = task.scored if classes is None else [str(c) for c in classes]
-    schema = answer_schema(task.feature_names)
+    feats, schema = task.feature_names, answer_schema(task.feature_names)
     prompts = [attribution_prompt(task, c) for c in classes]
     answers = teacher.map(prompts, schema=schema, n=n_estimates, temperature=temperature, max_reasks=max_reasks,
-                          progress=progress, **kwargs)
-    est = np.zeros((n_estimates, len(task.features), len(classes)))
-    reasoning = {}
-    for k,(c,a) in enumerate(zip(classes, answers)):
-        parsed = [ch.parsed for ch in a.choices[:n_estimates]]
-        if len(parsed) < n_estimates or any(p is None for p in parsed):
-            raise ValueError(f"The teacher returned {sum(p is not None for p in parsed)} parsed answers for class {c!r}, expected {n_estimates}.")
-        for i,p in enumerate(parsed):
-            by_name = {s.feature: s.score for s in p.scores}
-            est[i,:,k] = [by_name[f] for f in task.features]
-        reasoning[c] = [p.reasoning for p in parsed]
+                          on_invalid='keep', progress=progress, **kwargs)
+    est = np.full((n_estimates, len(feats), len(classes)), np.nan)
+    for k,a in enumerate(answers):
+        for i,ch in enumerate(a.choices[:n_estimates]): sc = _valid_scores(ch, feats); est[i,:,k] = [sc.get(f, np.nan) for f in feats]
+    counts = (~np.isnan(est)).sum(0)
+    missing = {c: [f for j,f in enumerate(feats) if counts[j,k] == 0] for k,c in enumerate(classes)}
+    if any(missing.values()):
+        raise _elicit_failed(getattr(teacher, 'host', None), {c: fs for c,fs in missing.items() if fs}, counts, answers, max_reasks)
+    est = np.where(np.isnan(est), np.nanmean(est, 0, keepdims=True), est)
     prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': getattr(teacher, 'host', None),
             'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
             'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
+            'estimates_per_feature': {c: {f: int(counts[j,k]) for j,f in enumerate(feats)} for k,c in enumerate(classes)},
+            'invalid_answers': sum(ch.parsed is None for a in answers for ch in a.choices),
             'cached': [bool(getattr(a, 'cached', False)) for a in answers],
             'prompt_tokens': sum(getattr(getattr(a, 'usage', None), 'prompt_tokens', 0) for a in answers),
             'completion_tokens': sum(getattr(getattr(a, 'usage', None), 'completion_tokens', 0) for a in answers)}
-    return AttributionPrior(task.feature_names, classes, est, provenance=prov, reasoning=reasoning)
+    reasoning = {c: [ch.parsed.reasoning for ch in a.choices if ch.parsed is not None] for c,a in zip(classes, answers)}
+    return AttributionPrior(feats, classes, est, provenance=prov, reasoning=reasoning)
 
 # %% ../nbs/02_priors.ipynb #00000033
 def elicit_dry_run(task:TaskDescription, teacher, n_estimates:int=5, classes:list|None=None, **kwargs):
-    "The teacher's estimate of requests, tokens and cost of `elicit_attributions` with these arguments (cached requests excluded)."
-    classes = task.scored if classes is None else [str(c) for c in classes]
+    "The teacher's estimate of requests, tokens and cost of `elicit_attributions` with these arguments (cached requests excluded, re-asks on top)."
+    classes = _check_elicit(task, n_estimates, classes, kwargs.get('temperature'), kwargs.pop('max_reasks', 2))
     return teacher.dry_run([attribution_prompt(task, c) for c in classes], schema=answer_schema(task.feature_names), n=n_estimates, **kwargs)
 
 # %% ../nbs/02_priors.ipynb #00000035
@@ -359,14 +441,14 @@ def read_descriptions(path) -> dict:
     if path.suffix.lower() == '.json':
         d = json.loads(text)
         if not isinstance(d, dict) or not all(isinstance(v, str) for v in d.values()):
-            raise ValueError(f"{path}: expected a JSON object mapping column names to description strings.")
+            raise InputError(f"{path}: expected a JSON object mapping column names to description strings.")
         return d
     out = {}
     for i,line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith('#'): continue
-        if ':' not in line: raise ValueError(f"{path}, line {i}: expected `column: description`, got {line!r}.")
+        if ':' not in line: raise InputError(f"{path}, line {i}: expected `column: description`, got {line!r}.")
         k,v = line.split(':', 1)
-        if k.strip() in out: raise ValueError(f"{path}, line {i}: column {k.strip()!r} is described twice.")
+        if k.strip() in out: raise InputError(f"{path}, line {i}: column {k.strip()!r} is described twice.")
         out[k.strip()] = v.strip()
     return out
 

@@ -82,3 +82,16 @@ def test_demo_tiny(tmp_path):
     assert 'LR + LAAT' in r.stdout and 'breast_cancer' in r.stdout and str(png) in r.stdout
     lines = csv.read_text().splitlines()
     assert len(lines) == 1 + 2*2*6  # header + datasets x reps x methods (5 + the prior alone)
+
+
+def test_priors_quota_error_in_cli_words(tmp_path):
+    "An exhausted quota ends the run at once with exit status 1 and a message about the quota, not about timeouts or Python arguments."
+    csv, desc = _write_data(tmp_path)
+    with LLMServer(_scorer) as srv:
+        srv.inject('rate_limit', times=5, code='insufficient_quota', message='You exceeded your current quota')
+        r = subprocess.run([_llmkd(), 'priors', str(csv), str(desc), '--target', 'default', '--task', 'Predict default.',
+                            '--model', 'm', '--base-url', srv.base_url, '--out', str(tmp_path/'p.json'), '--max-retries', '4'],
+                           capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+        assert len(srv.requests) == 1
+    assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'quota' in r.stderr and 'return_exceptions' not in r.stderr and 'timeout' not in r.stderr
