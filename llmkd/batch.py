@@ -7,10 +7,10 @@ Docs: https://llmkd.github.io/llmkd/batch.html.md"""
 # %% auto #0
 __all__ = ['OPENAI_BATCH_LIMITS', 'BATCH_URL', 'BATCH_DISCOUNT', 'BATCH_FAULTS', 'BatchError', 'batch_requests', 'batch_line',
            'ExportReport', 'export_batch', 'parse_output_row', 'ImportReport', 'import_batch_output', 'batch_costs',
-           'BatchServer', 'BatchJobs', 'BatchReport', 'prefill_batch', 'BatchTeacher']
+           'BatchServer', 'BatchJobs', 'BatchReport', 'follow_up_requests', 'prefill_batch', 'BatchTeacher']
 
 # %% ../nbs/01a_batch.ipynb #00000004
-import itertools, json, logging, sqlite3, threading, time, uuid
+import copy, itertools, json, logging, sqlite3, threading, time, uuid
 from collections import Counter
 from collections import deque
 from dataclasses import dataclass, field
@@ -184,6 +184,7 @@ def import_batch_output(cache, # a `Teacher`, its `AnswerCache`, or the sqlite f
     con, rep, rows = _connect(_cache_path(cache)), ImportReport(), []
     def flush():
         if not rows: return
+        rows.sort()                     # keys in order: fewer index pages touched per transaction
         con.execute('BEGIN')
         con.executemany('INSERT OR REPLACE INTO answers (key, response, created) VALUES (?,?,?)', rows)
         con.execute('COMMIT'); rep.imported += len(rows); rows.clear()
@@ -485,7 +486,7 @@ def _launch(jobs:BatchJobs, client, job:dict):
 class BatchReport:
     "What `prefill_batch` did; `failed` {key: reason} lists the requests still without an answer"
     items:int=0; cached:int=0; submitted:int=0; resumed:int=0; imported:int=0; pending:int=0
-    retried_online:int=0; retried_batch:int=0
+    retried_online:int=0; retried_batch:int=0; follow_ups:int=0
     failed:dict=field(default_factory=dict); batches:list=field(default_factory=list)
     usage:Usage=field(default_factory=Usage) # tokens of the imported answers; `cost` at the batch price
 
@@ -562,7 +563,39 @@ def _retry_online(teacher, items, keys:list, rep:BatchReport, **ask_kwargs):
     rep.retried_online = len(todo)
     rep.failed = {k: f'{rep.failed[k]}; online retry: {r}' for k, r in zip(todo, res) if isinstance(r, Exception)}
 
-# %% ../nbs/01a_batch.ipynb #00000034
+# %% ../nbs/01a_batch.ipynb #00000035
+class _Need(Exception):
+    "Raised by the probe teacher at the first request missing from the cache"
+    def __init__(self, key, body): self.key, self.body = key, body
+
+def follow_up_requests(teacher:Teacher, # teacher whose cache holds the first answers
+                       items, # messages, as for `Teacher.map`
+                       keys:list, # cache key of each item's first request (from `batch_requests`)
+                       **ask_kwargs): # as for `ask`
+    "Yield `(key, body)` of the next request (re-ask or top-up) `ask` would send for the items whose first answer is cached"
+    probe = copy.copy(teacher)
+    complete = type(teacher)._complete.__get__(probe)
+    def _complete(req, usage, part=0):
+        key = request_key(probe.base_url, req, part)
+        if key not in probe.cache: raise _Need(key, req)
+        return complete(req, usage, part)
+    probe._complete = _complete
+    for m, k in zip(items, keys):
+        try: probe.ask(m, **ask_kwargs)
+        except _Need as e:
+            if e.key != k: yield e.key, e.body
+        except Exception: pass      # the ordinary `ask` reports it
+
+# %% ../nbs/01a_batch.ipynb #00000036
+def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwargs, *wait_args):
+    "Batches of follow-up requests, round after round, until no item needs one (at most max_reasks + n rounds)"
+    for _ in range(ask_kwargs.get('max_reasks', 2) + ask_kwargs.get('n', 1)):
+        rows = dict(follow_up_requests(teacher, items, keys, **ask_kwargs))
+        if not rows: break
+        rep.follow_ups += _submit(teacher, jobs, client, iter(rows.items()), rep, workdir, limits, count=False)
+        if not _wait(teacher, jobs, client, rep, *wait_args): rep.pending = len(jobs.pending(list(rows))); break
+
+# %% ../nbs/01a_batch.ipynb #00000037
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
                   items, # messages as for `Teacher.map`
                   retry:str|None='online', # rows that fail in a batch: 'online' (`Teacher.map`), 'batch' (new batches) or None (report only)
@@ -574,6 +607,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
                   discount:float=BATCH_DISCOUNT, # batch price / online price, for the report's cost
                   workdir=None, # folder of the input files; default: 'batches' next to the cache file
                   keep_files:bool=False, # keep the input files after their batch is imported
+                  follow_ups:bool=True, # re-asks of invalid structured answers and top-ups of `n` in further batches too
                   **ask_kwargs) -> BatchReport: # `ask` arguments: schema, n, temperature, logprobs, ...
     "Put the answers of `teacher.ask(item, **ask_kwargs)` for all items into the cache through batches, resuming earlier runs"
     if retry not in ('online', 'batch', None): raise InputError(f"retry must be 'online', 'batch' or None, got {retry!r}")
@@ -591,11 +625,13 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
                 rep.pending = len(jobs.pending(list(set(keys)))); break
             rep.failed = jobs.failed(list(set(keys)))
             if not rep.failed: break
+        if follow_ups and not rep.pending and (ask_kwargs.get('schema') is not None or ask_kwargs.get('n', 1) > 1):
+            _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwargs, poll_interval, max_poll_interval, timeout, discount, keep_files)
         if retry == 'online' and rep.failed and not rep.pending: _retry_online(teacher, items, keys, rep, **ask_kwargs)
     finally: jobs.close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #0000003a
+# %% ../nbs/01a_batch.ipynb #0000003f
 class BatchTeacher:
     "A teacher whose `map` labels the missing answers through batches first (`prefill_batch`), then reads the cache"
     def __init__(self, teacher:Teacher, # the teacher to wrap

@@ -253,3 +253,21 @@ def test_bad_arguments_fail_before_any_request(tmp_path):
         with pytest.raises(ValueError, match="retry must be 'online', 'batch' or None"): prefill_batch(t, ITEMS[:3], retry='later')
         with pytest.raises(ValueError, match='has no disk cache'): prefill_batch(teacher(srv, tmp_path, cache=False), ITEMS[:3])
         assert (srv.requests, srv.batches, srv.files) == ([], {}, {})
+
+
+def test_follow_ups_reasks_and_n_top_ups_go_through_batches(tmp_path):
+    "Invalid first answers are re-asked, and a server ignoring `n` is topped up, in further batches: zero online requests"
+    flaky = lambda b: answer(b) if len(b['messages']) > 1 else 'not JSON'
+    with BatchServer(flaky) as srv:
+        t = teacher(srv, tmp_path/'a')
+        rep = prefill_batch(t, ITEMS[:40], schema=Topic, poll_interval=0.01)
+        got = t.map(ITEMS[:40], schema=Topic, progress=False)
+        assert (rep.submitted, rep.follow_ups, len(srv.batch_rows), srv.requests) == (40, 40, 80, [])
+        online = teacher(srv, tmp_path/'b').map(ITEMS[:40], schema=Topic, progress=False)
+        assert len(srv.requests) == 80 and [a.parsed for a in got] == [a.parsed for a in online]
+    with BatchServer(lambda b: ['one choice only']) as srv:      # ignores n: one choice per request
+        t = teacher(srv, tmp_path/'c')
+        rep = prefill_batch(t, ITEMS[:10], n=3, poll_interval=0.01)
+        got = t.map(ITEMS[:10], n=3, progress=False)
+        assert (rep.submitted, rep.follow_ups, srv.requests) == (10, 20, [])
+        assert [len(a.choices) for a in got] == [3]*10 and sorted(r.get('n', 1) for r in (l['body'] for l in uploaded(srv))) == [1]*10 + [2]*10 + [3]*10
