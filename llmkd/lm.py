@@ -45,10 +45,10 @@ def _finish_tokenizer(tok, padding_side='left'):
     tok.padding_side = padding_side
     return tok
 
-def load_tokenizer(src=None,       # GGUF file, local directory or hub name; default: SmolLM2's GGUF
-                   gguf_file=None, # GGUF file name inside `src` (a directory), as in transformers
-                   cache=True,     # extract a GGUF's tokenizer once into `llmkd_cache_dir()` and reuse it
-                   padding_side='left'):
+def load_tokenizer(src:str|Path|None=None, # GGUF file, local directory or hub name; default: SmolLM2's GGUF
+                   gguf_file:str|None=None, # GGUF file name inside `src` (a directory), as in transformers
+                   cache:bool=True, # extract a GGUF's tokenizer once into `llmkd_cache_dir()` and reuse it
+                   padding_side:str='left'): # side the batches are padded on ('left' for generation)
     "Load a tokenizer; a GGUF's tokenizer (slow to parse) is extracted once and cached on disk."
     from transformers import AutoTokenizer
     src, gguf_file = _gguf_parts(src if src is not None else smollm2_gguf(), gguf_file)
@@ -66,15 +66,16 @@ def load_tokenizer(src=None,       # GGUF file, local directory or hub name; def
         except OSError: shutil.rmtree(tmp, ignore_errors=True)  # another process got there first
     return _finish_tokenizer(tok, padding_side)
 
-def smollm2_tokenizer(**kwargs):
+# %% ../nbs/06_lm.ipynb #0000000a
+def smollm2_tokenizer(**kwargs): # passed to `load_tokenizer`
     "The SmolLM2-135M-Instruct tokenizer (49,152 tokens, ChatML template), from the cached GGUF extraction."
     return load_tokenizer(smollm2_gguf(), **kwargs)
 
-# %% ../nbs/06_lm.ipynb #0000000d
+# %% ../nbs/06_lm.ipynb #0000000e
 _CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
            "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
-def byte_tokenizer(chat_template=_CHATML):
+def byte_tokenizer(chat_template:str=_CHATML): # Jinja chat template (ChatML, as SmolLM2's)
     "A 259-token byte-level tokenizer with ChatML specials, built in code (no file, no download): fast tiny models."
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
@@ -88,12 +89,12 @@ def byte_tokenizer(chat_template=_CHATML):
     tok.chat_template = chat_template
     return _finish_tokenizer(tok)
 
-# %% ../nbs/06_lm.ipynb #00000010
-def load_lm(src=None,            # GGUF file, local directory or hub name; default: SmolLM2-135M-Instruct's GGUF
-            gguf_file=None,      # GGUF file name inside `src` (a directory), as in transformers
+# %% ../nbs/06_lm.ipynb #00000011
+def load_lm(src:str|Path|None=None, # GGUF file, local directory or hub name; default: SmolLM2-135M-Instruct's GGUF
+            gguf_file:str|None=None, # GGUF file name inside `src` (a directory), as in transformers
             dtype=torch.float32, # weights are dequantised from GGUF into this dtype
-            device=None,         # e.g. 'cuda'; default: stay on CPU
-            tokenizer=None,      # a tokenizer to use instead of loading `src`'s
+            device:str|None=None, # e.g. 'cuda'; default: stay on CPU
+            tokenizer:object=None, # a tokenizer to use instead of loading `src`'s
             **kwargs):           # passed to `AutoModelForCausalLM.from_pretrained`
     "Load a causal LM and its tokenizer; returns `(model, tokenizer)` with the model in eval mode."
     from transformers import AutoModelForCausalLM
@@ -105,12 +106,12 @@ def load_lm(src=None,            # GGUF file, local directory or hub name; defau
     if device is not None: model = model.to(device)
     return model.eval(), tok
 
-# %% ../nbs/06_lm.ipynb #00000012
-def tiny_lm(tokenizer=None,        # default: `smollm2_tokenizer()`; 'bytes' for `byte_tokenizer()`
-            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, max_position_embeddings=1024,
-            initializer_range=0.02, # std of the random init (larger gives less repetitive random outputs)
-            seed=0):                # torch seed for the weights
+# %% ../nbs/06_lm.ipynb #00000013
+def tiny_lm(tokenizer:object=None,  # default: `smollm2_tokenizer()`; 'bytes' for `byte_tokenizer()`
+            hidden_size:int=64, num_hidden_layers:int=2, num_attention_heads:int=4, num_key_value_heads:int=2,
+            intermediate_size:int=128, max_position_embeddings:int=1024, # the shape of the model
+            initializer_range:float=0.02, # std of the random init (larger gives less repetitive random outputs)
+            seed:int=0):            # torch seed for the weights
     "A randomly initialised `LlamaForCausalLM` shaped like SmolLM2 (GQA, SiLU, RoPE, tied embeddings), but tiny."
     from transformers import LlamaConfig, LlamaForCausalLM
     tok = byte_tokenizer() if isinstance(tokenizer, str) and tokenizer == 'bytes' else tokenizer if tokenizer is not None else smollm2_tokenizer()
@@ -125,18 +126,29 @@ def tiny_lm(tokenizer=None,        # default: `smollm2_tokenizer()`; 'bytes' for
         model = LlamaForCausalLM(cfg)
     return model.eval(), tok
 
-# %% ../nbs/06_lm.ipynb #00000018
+# %% ../nbs/06_lm.ipynb #0000001a
 def _use_chat(tok, chat): return bool(getattr(tok, 'chat_template', None)) if chat is None else chat
 
 def _messages(prompt, system=None):
+    "Chat messages: an optional system message, then the user's `prompt`."
     return ([{'role':'system','content':system}] if system else []) + [{'role':'user','content':prompt}]
 
-def chat_prompt(tok, prompt:str, system=None, prefix='', chat=None) -> str:
+def chat_prompt(tok,                  # a Hugging Face tokenizer
+                prompt:str,           # the user message (raw text with chat=False)
+                system:str|None=None, # system message
+                prefix:str='',        # response lead-in, e.g. 'Answer:'
+                chat:bool|None=None   # use the chat template; default: when the tokenizer has one
+               ) -> str:
     "Text the model sees before its response: the chat template with a generation prompt when the tokenizer has one."
     if not _use_chat(tok, chat): return prompt + prefix
     return tok.apply_chat_template(_messages(prompt, system), tokenize=False, add_generation_prompt=True) + prefix
 
-def tokenize_pair(tok, prompt:str, response:str, system=None, prefix='', chat=None, max_len=None) -> dict:
+# %% ../nbs/06_lm.ipynb #0000001b
+def tokenize_pair(tok, prompt:str,
+                  response:str,           # what the model should answer (after `prefix`)
+                  system:str|None=None, prefix:str='', chat:bool|None=None, # as in `chat_prompt`
+                  max_len:int|None=None   # keep at most this many tokens (None: all)
+                 ) -> dict:
     "Token ids of prompt+response and labels with -100 on every prompt token (truncated on the right to `max_len`)."
     p = chat_prompt(tok, prompt, system, prefix, chat)
     if _use_chat(tok, chat):
@@ -150,19 +162,34 @@ def tokenize_pair(tok, prompt:str, response:str, system=None, prefix='', chat=No
     if max_len is not None: ids, labels = ids[:max_len], labels[:max_len]
     return dict(input_ids=ids, labels=labels)
 
-# %% ../nbs/06_lm.ipynb #0000001c
+# %% ../nbs/06_lm.ipynb #0000001f
 def _unwrap(model):
     "The Hugging Face model inside an `LMWrapper` (and a fastai Learner's model)."
     return getattr(model, 'lm', model)
 
+def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs):
+    "Decoded continuations of the token lists `ids`, generated in left-padded batches of similar length."
+    order, outs, dev = sorted(range(len(ids)), key=lambda i: len(ids[i])), [None]*len(ids), next(m.parameters()).device
+    for s in range(0, len(order), bs):
+        idx = order[s:s+bs]; L = max(len(ids[i]) for i in idx)
+        x = torch.tensor([[tok.pad_token_id]*(L-len(ids[i])) + ids[i] for i in idx], device=dev)
+        mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
+        out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id, **samp, **kwargs)
+        for i, row in zip(idx, out[:, L:].tolist()):
+            outs[i] = tok.decode(row, skip_special_tokens=True)
+            if strip: outs[i] = outs[i].strip()
+    return outs
+
+# %% ../nbs/06_lm.ipynb #c8a93f98
 @torch.no_grad()
 def generate(model, tok, prompts,        # str or list of str (user messages, or raw text with chat=False)
-             max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0,
-             bs=16,                      # prompts per batch (sorted by length, left padded)
-             system=None, prefix='',     # system message; response lead-in (str or one per prompt)
-             chat=None,                  # use the chat template; default: when the tokenizer has one
-             seed=None,                  # torch seed for sampling
-             strip=True,                 # strip whitespace around each continuation
+             max_new_tokens:int=64, do_sample:bool=False, temperature:float=1.0, top_p:float=1.0, # as in `model.generate`
+             bs:int=16,                  # prompts per batch (sorted by length, left padded)
+             system:str|None=None, prefix='', # system message; response lead-in (str or one per prompt)
+             chat:bool|None=None,        # use the chat template; default: when the tokenizer has one
+             seed:int|None=None,         # torch seed for sampling
+             strip:bool=True,            # strip whitespace around each continuation
              **kwargs):                  # passed to `model.generate`
     "Continuations of `prompts` (decoded, special tokens dropped, stripped), generated in left-padded batches."
     single = isinstance(prompts, str)
@@ -170,27 +197,19 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
     prefixes = [prefix]*len(prompts) if isinstance(prefix, str) else list(prefix)
     if len(prefixes) != len(prompts): raise ValueError(f"Got {len(prefixes)} prefixes for {len(prompts)} prompts: pass one prefix or one per prompt")
     m = _unwrap(model); was_training = m.training; m.eval()
-    dev = next(m.parameters()).device
     ids = [tok(chat_prompt(tok, p, system, x, chat), add_special_tokens=False).input_ids for p,x in zip(prompts, prefixes)]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     if seed is not None: torch.manual_seed(seed)
     samp = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    outs = [None]*len(ids)
-    try:
-        for s in range(0, len(order), bs):
-            idx = order[s:s+bs]; L = max(len(ids[i]) for i in idx)
-            x = torch.tensor([[tok.pad_token_id]*(L-len(ids[i])) + ids[i] for i in idx], device=dev)
-            mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
-            out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id, **samp, **kwargs)
-            for i,row in zip(idx, out[:, L:].tolist()):
-                outs[i] = tok.decode(row, skip_special_tokens=True)
-                if strip: outs[i] = outs[i].strip()
+    try: outs = _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs)
     finally: m.train(was_training)
     return outs[0] if single else outs
 
-# %% ../nbs/06_lm.ipynb #00000021
-def lm_items(tok, prompts, responses, system=None, prefix='', chat=None, max_len=512, sources=None) -> list:
+# %% ../nbs/06_lm.ipynb #00000024
+def lm_items(tok, prompts:list, responses:list, # parallel lists of prompts and responses
+             system:str|None=None, prefix:str='', chat:bool|None=None, # as in `chat_prompt`
+             max_len:int=512,            # tokens kept per item
+             sources:list|None=None      # an integer source id per item (TELL: 0 task, 1 general), kept as `source`
+            ) -> list:
     "Tokenised training items (dicts of input_ids, labels and optional source) from parallel prompts and responses."
     if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     items = [tokenize_pair(tok, p, r, system, prefix, chat, max_len) for p,r in zip(prompts, responses)]
@@ -198,7 +217,9 @@ def lm_items(tok, prompts, responses, system=None, prefix='', chat=None, max_len
         for it,s in zip(items, sources): it['source'] = int(s)
     return items
 
-def lm_collate(items, pad_id:int):
+# %% ../nbs/06_lm.ipynb #00000025
+def lm_collate(items:list, # items from `lm_items`
+               pad_id:int): # the tokenizer's pad token id
     "Right-pad items into `(input_ids, attention_mask, labels[, source])` tensors."
     L = max(len(it['input_ids']) for it in items)
     ids = torch.tensor([it['input_ids'] + [pad_id]*(L-len(it['input_ids'])) for it in items])
@@ -207,8 +228,13 @@ def lm_collate(items, pad_id:int):
     if 'source' in items[0]: return ids, mask, labels, torch.tensor([it['source'] for it in items])
     return ids, mask, labels
 
-# %% ../nbs/06_lm.ipynb #00000022
-def lm_dls(tok, train_items, valid_items=None, bs=8, shuffle=True, seed=None, device=None) -> DataLoaders:
+# %% ../nbs/06_lm.ipynb #00000026
+def lm_dls(tok, train_items:list,           # items from `lm_items`
+           valid_items:list|None=None,      # validation items (None: no validation)
+           bs:int=8, shuffle:bool=True,
+           seed:int|None=None,              # seed of the shuffling
+           device:str|None=None             # default: fastai's default device
+          ) -> DataLoaders:
     "fastai `DataLoaders` of tokenised items; `shuffle=False` keeps a pre-shuffled order (as TELL's mixer makes)."
     if not train_items: raise ValueError("No training items: pass a non-empty list from `lm_items`")
     device = ifnone(device, default_device())
@@ -219,21 +245,23 @@ def lm_dls(tok, train_items, valid_items=None, bs=8, shuffle=True, seed=None, de
     dls.n_inp, dls.tok = 2, tok  # inputs: input_ids, attention_mask; targets: labels (+ source)
     return dls
 
-# %% ../nbs/06_lm.ipynb #00000025
+# %% ../nbs/06_lm.ipynb #00000029
 class LMWrapper(nn.Module):
     "Make a Hugging Face causal LM return its logits tensor, as fastai expects."
-    def __init__(self, lm): super().__init__(); self.lm = lm
-    def forward(self, input_ids, attention_mask=None):
+    def __init__(self, lm): super().__init__(); self.lm = lm   # a Hugging Face causal LM
+    def forward(self, input_ids, attention_mask:torch.Tensor|None=None):
         return self.lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+# %% ../nbs/06_lm.ipynb #0000002a
 class LMLoss:
     "Causal LM cross-entropy: logits at t predict label t+1, mean over labels that are not `ignore_index`."
-    def __init__(self, ignore_index=-100): store_attr()
+    def __init__(self, ignore_index:int=-100): store_attr()   # label value that is not predicted
     def token_losses(self, logits, labels):
         "Per-token losses `(B, T-1)`, zero where the label is ignored."
         tgt = labels[:, 1:]
         return F.cross_entropy(logits[:, :-1].float().transpose(1, 2), tgt, ignore_index=self.ignore_index, reduction='none')
     def __call__(self, logits, labels, *extra):
+        "Mean loss over the kept labels; the per-token losses stay on `tok_loss` for callbacks."
         tl = self.token_losses(logits, labels)
         keep = labels[:, 1:] != self.ignore_index
         self.tok_loss, self.tok_mask = tl.detach(), keep  # kept for callbacks (per-source logging) without recomputing
@@ -241,16 +269,20 @@ class LMLoss:
     def activation(self, x): return F.softmax(x, dim=-1)
     def decodes(self, x): return x.argmax(dim=-1)
 
-# %% ../nbs/06_lm.ipynb #00000028
-def add_lora(model, r=16, alpha=16, dropout=0.05, target_modules=('q_proj', 'k_proj', 'v_proj', 'o_proj'), **kwargs):
+# %% ../nbs/06_lm.ipynb #0000002d
+def add_lora(model, r:int=16, alpha:int=16, dropout:float=0.05, # LoRA rank, scaling and dropout
+             target_modules=('q_proj', 'k_proj', 'v_proj', 'o_proj'), # layers that get adapters
+             **kwargs): # more `peft.LoraConfig` arguments
     "Wrap `model` with peft LoRA adapters (TELL's defaults); only the adapters stay trainable."
     from peft import LoraConfig, get_peft_model
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), task_type='CAUSAL_LM', **kwargs)
     return get_peft_model(model, cfg)
 
+# %% ../nbs/06_lm.ipynb #0000002e
 def lm_learner(dls, model,
                lora=False,       # True for `add_lora` defaults, or a dict of `add_lora` arguments
-               lr=2e-4, wd=0., opt_func=Adam, cbs=None, **kwargs):
+               lr:float=2e-4, wd:float=0., opt_func=Adam, cbs:list|None=None, # as for a fastai `Learner`
+               **kwargs): # more `Learner` arguments
     "A fastai `Learner` fine-tuning a causal LM on the response tokens of `dls`."
     if lora: model = add_lora(model, **(lora if isinstance(lora, dict) else {}))
     learn = Learner(dls, LMWrapper(model), loss_func=LMLoss(), opt_func=opt_func, lr=lr, wd=wd,
@@ -258,7 +290,9 @@ def lm_learner(dls, model,
     learn.tok = dls.tok
     return learn
 
+# %% ../nbs/06_lm.ipynb #0000002f
 @patch
-def generate(self:Learner, prompts, **kwargs):
+def generate(self:Learner, prompts, # str or list of str
+             **kwargs): # as for `generate`
     "Generate continuations of `prompts` with the Learner's LM and tokenizer (see `generate`)."
     return generate(self.model, self.tok, prompts, **kwargs)

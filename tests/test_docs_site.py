@@ -1,13 +1,41 @@
-"""The docs site in a real headless browser: Debian chromium loads pages served from 127.0.0.1."""
-import functools, http.server, re, shutil, subprocess, sys, threading
+"""The docs site in a real headless browser: Debian chromium loads pages served over HTTP from 127.0.0.1.
+
+Every API page, the home page and the tutorials are checked the same way; a failing page reports all of its
+offenders in one message. Screenshots go to _site/screenshots/ (or $LLMKD_SCREENSHOTS).
+"""
+import functools, html, http.server, importlib, inspect, os, re, shutil, subprocess, sys, threading, tomllib
+from collections import Counter
 from pathlib import Path
 import pytest
 
 root = Path(__file__).resolve().parent.parent
 site = root/'_docs'
+shots = Path(os.environ.get('LLMKD_SCREENSHOTS') or root/'_site'/'screenshots')
 chromium = shutil.which('chromium') or shutil.which('chromium-browser')
 flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync', '--disable-quic', '--hide-scrollbars']
+EVENTS = {'before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss', 'before_backward',
+          'after_backward', 'before_step', 'after_step', 'after_cancel_batch', 'after_batch', 'after_cancel_train',
+          'after_train', 'before_validate', 'after_cancel_validate', 'after_validate', 'after_cancel_epoch', 'after_epoch',
+          'after_cancel_fit', 'after_fit'}
+
+def page_of(nb:Path) -> str:
+    "The page a notebook renders to: its name without the number prefix (07a_elad.data.ipynb -> elad.data.html)."
+    return re.sub(r'^\d+[a-z]?_', '', nb.stem) + '.html'
+
+def api_pages() -> dict:
+    "Page -> module, for every notebook in nbs/ that exports a module."
+    out = {}
+    for nb in sorted((root/'nbs').glob('*.ipynb')):
+        m = re.search(r'#\|\s*default_exp\s+([\w.]+)', nb.read_text())
+        if m: out[page_of(nb)] = 'llmkd.' + m.group(1).removesuffix('.__init__')
+    return out
+
+def public_names(modname:str) -> list:
+    "The functions and classes a module defines and exports (`__all__`); re-exported names are documented elsewhere."
+    mod = importlib.import_module(modname)
+    return [n for n in getattr(mod, '__all__', []) if (inspect.isfunction(o := getattr(mod, n, None)) or inspect.isclass(o))
+            and getattr(o, '__module__', None) == modname]
 
 @pytest.fixture(scope='module')
 def served_site():
@@ -27,19 +55,110 @@ def browse(url, tmp_path, *args):
     cmd = [chromium, *flags, f'--user-data-dir={tmp_path/"profile"}', *args, url]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
 
-def text_of(dom): return re.sub(r'\s+', ' ', re.sub(r'<[^>]+>', ' ', dom))
+def rendered(served_site, page, tmp_path) -> str:
+    "The DOM of `page` after its scripts ran (KaTeX included), and a screenshot of it in `shots`."
+    dom = browse(f'{served_site}/{page}', tmp_path, '--virtual-time-budget=5000', '--dump-dom')
+    shot = shots/(page.replace('/', '__').removesuffix('.html') + '.png')
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    browse(f'{served_site}/{page}', tmp_path, '--window-size=1280,1800', '--virtual-time-budget=5000', f'--screenshot={shot}')
+    assert shot.exists() and shot.stat().st_size > 10_000, f'{page}: no screenshot, or a blank one ({shot})'
+    return dom
 
-def test_home_page_renders(served_site, tmp_path):
-    dom = browse(served_site + '/index.html', tmp_path, '--virtual-time-budget=3000', '--dump-dom')
-    assert '<title>' in dom and 'llmkd' in re.search(r'<title>(.*?)</title>', dom, re.S).group(1)
-    assert 'Put a large language model' in text_of(dom)
-    shot = tmp_path/'home.png'
-    browse(served_site + '/index.html', tmp_path, '--window-size=1280,1600', f'--screenshot={shot}')
-    assert shot.exists() and shot.stat().st_size > 10_000
-    print(f'screenshot: {shot}')
+def text_of(dom): return html.unescape(re.sub(r'\s+', ' ', re.sub(r'<[^>]+>', ' ', dom)))
 
-def test_api_page_shows_symbol_and_signature(served_site, tmp_path):
-    dom = browse(served_site + '/callback.attribution.html', tmp_path, '--virtual-time-budget=3000', '--dump-dom')
-    text = text_of(dom)
-    assert 'AttributionRegularizer' in text
-    assert re.search(r'AttributionRegularizer\s*\(\s*prior', text), 'the signature of AttributionRegularizer is not shown'
+def main_text(dom):
+    "Page text without scripts, styles and code (code may legitimately hold `\\(` or a path)."
+    dom = re.sub(r'<(script|style|pre|code)\b.*?</\1>', ' ', dom, flags=re.S)
+    return text_of(dom)
+
+def doc_entries(dom) -> list:
+    "(name, block) of every show_doc entry: a rule, then a heading, in a markdown cell output."
+    hs = list(re.finditer(r'<hr\s*/?>\s*(?:<p>(?:(?!</p>).)*source</a></p>\s*)?<h([2-4])\b[^>]*>(.*?)</h\1>', dom, flags=re.S))
+    ends = [m.start() for m in hs[1:]] + [len(dom)]
+    return [(text_of(m.group(2)).strip(), dom[m.end():min(e, m.end() + 20_000)].split('<div id="cell-')[0]) for m, e in zip(hs, ends)]
+
+PROGRESS = re.compile(r'\d{1,3}(?:\.\d+)?% ?\|?\s*\[\d+/\d+|[█▉▊▋▌▍▎▏]{3,}|━{5,}|\d+(?:\.\d+)?it/s|\|#{3,}')
+
+def page_problems(dom:str, names=()) -> list[str]:
+    "Everything wrong with one rendered page."
+    bad, text, body = [], text_of(dom), main_text(dom)
+    if not re.search(r'<main\b|id="quarto-content"', dom): bad.append('the page did not render (no main content)')
+    entries = doc_entries(dom)
+    counts = Counter(n for n, _ in entries)
+    for n in names:
+        if counts[n] != 1: bad.append(f'`{n}` documented {counts[n]} times (want once)')
+    bad += [f'entry `{n}` shown {k} times' for n, k in counts.items() if k > 1 and n not in names]
+    for n, block in entries:
+        if n.rsplit('.', 1)[-1] in EVENTS and '<p' not in block: bad.append(f'callback event `{n}` shown without a docstring')
+    for pat, what in [(r'__main__\.', '`__main__.` in a signature'), (r'(?<![\w])_from_\w+', 'private `_from_` name'),
+                      (r'NoneType', '`NoneType` in a signature')]:
+        bad += [f'{what}: ...{text[max(0, m.start()-40):m.end()+20]}...' for m in re.finditer(pat, text)][:3]
+    bad += [f'text progress bar: {m.group(0)!r}' for m in PROGRESS.finditer(body)][:3]
+    if '<progress' in dom: bad.append('a saved progress bar widget')
+    bad += [f'machine path: ...{body[max(0, m.start()-30):m.end()+30]}...' for m in re.finditer(r'/(?:work|home|root|tmp)/\S+|site-packages', body)][:3]
+    n_err = len(re.findall(r'class="cell-output cell-output-stderr"', dom))
+    if n_err: bad.append(f'{n_err} saved stderr output(s) (warnings?)')
+    has_math = 'katex.min.js' in dom or 'class="katex' in dom
+    if re.search(r'\\\[|\\\(', body): bad.append('raw TeX (\\[ or \\() in the page text' + ('' if has_math else ' and no KaTeX loaded'))
+    if has_math and 'class="katex' not in dom: bad.append('KaTeX is loaded but rendered no math')
+    if re.search(r'<(?:script|link)\b[^>]*(?:src|href)="https?://cdn', dom): bad.append('loads files from a CDN')
+    return bad
+
+API = api_pages()
+
+@pytest.mark.parametrize('page', sorted(API))
+def test_api_page(served_site, tmp_path, page):
+    "Each documented public name appears once; no raw TeX, private names, progress bars, paths or warnings."
+    try: names, bad = public_names(API[page]), []
+    except Exception as e: names, bad = [], [f'{API[page]} does not import: {type(e).__name__}: {e}']
+    bad += page_problems(rendered(served_site, page, tmp_path), names)
+    assert not bad, f'{page} ({API[page]}, {len(names)} public names): {len(bad)} problem(s):\n  ' + '\n  '.join(bad)
+
+TUTORIALS = sorted(p.relative_to(root/'nbs').with_suffix('.html').as_posix() for p in (root/'nbs'/'tutorials').glob('*.ipynb'))
+
+@pytest.mark.parametrize('page', TUTORIALS + ['architecture.html', 'changelog.html'])
+def test_other_page(served_site, tmp_path, page):
+    "Tutorials and the other pages: rendered, no raw TeX, progress bars, private names, paths or warnings."
+    bad = page_problems(rendered(served_site, page, tmp_path))
+    assert not bad, f'{page}: {len(bad)} problem(s):\n  ' + '\n  '.join(bad)
+
+def test_home_page(served_site, tmp_path):
+    "Home page: title, the package version in the navbar, links to the architecture page and the changelog."
+    dom = rendered(served_site, 'index.html', tmp_path)
+    bad = page_problems(dom)
+    title = re.search(r'<title>(.*?)</title>', dom, re.S)
+    if not title or 'llmkd' not in title.group(1): bad.append('no llmkd in the title')
+    version = tomllib.loads((root/'pyproject.toml').read_text())['project']['version']
+    if f'v{version}' not in text_of(dom): bad.append(f'the package version v{version} is not shown')
+    for href in ('architecture.html', 'changelog.html'):
+        if f'href="{href}"' not in dom: bad.append(f'no link to {href}')
+    assert not bad, 'index.html: ' + '\n  '.join(bad)
+
+def test_math_is_rendered_offline(served_site, tmp_path):
+    "A page with math: KaTeX comes from the site itself and turns every `\\(`/`\\[` into rendered math."
+    dom = rendered(served_site, 'elad.selection.html', tmp_path)
+    assert 'src="site_libs/katex/katex.min.js"' in dom, 'KaTeX is not served from the site'
+    assert len(re.findall(r'class="katex"', dom)) >= 3, 'fewer than 3 rendered formulas'
+    assert not re.search(r'\\\[|\\\(', main_text(dom)), 'raw TeX left in the page text'
+
+def test_name_links_resolve(served_site, tmp_path):
+    "Backticked names link to their API entry on this site, and the entry is there."
+    dom = rendered(served_site, 'elad.html', tmp_path)
+    links = re.findall(r'<a href="([\w.]+\.html)#([\w.-]+)"><code>([\w.]+)</code></a>', dom)
+    assert links, 'no backticked name links to an API entry'
+    for page, anchor, name in links:
+        target = (site/page).read_text()
+        assert f'id="{anchor}"' in target, f'{name}: {page}#{anchor} has no such anchor'
+
+def test_page_checks_catch_offenders():
+    "The checks find what they look for (a page made of known offenders) and pass a clean page."
+    bad_page = ('<main><div class="cell-output cell-output-display cell-output-markdown"><hr><p><a href="x">source</a></p><h3 id="a">Foo.before_batch</h3></div>'
+                '<div id="cell-2"><p>x: __main__.Usage and ProbaTeacher._from_sklearn</p>'
+                '<div class="cell-output cell-output-stderr"><pre>w</pre></div><p>\\[L = 1\\]</p>'
+                '<p> 45.00% [9/20 00:01&lt;00:02]</p></div></main>')
+    bad = page_problems(bad_page, names=['Foo', 'Bar'])
+    for want in ['`Foo` documented 0 times', 'callback event `Foo.before_batch`', '`__main__.`', '`_from_`',
+                 'stderr', 'raw TeX', 'progress bar']:
+        assert any(want in b for b in bad), (want, bad)
+    clean = '<main><div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="foo">Foo</h3><p><em>doc</em></p></div></main>'
+    assert page_problems(clean, names=['Foo']) == []

@@ -54,7 +54,8 @@ def make_arith_problems(n:int,             # number of problems
 # %% ../../nbs/07a_elad.data.ipynb #0000000b
 _NUM = r'-?\d+(?:\.\d+)?'
 
-def parse_number(text) -> str|None:
+def parse_number(text # any text (None: no number)
+                ) -> str|None:
     "The last number in `text`, normalised ('6.0' -> '6'), or None when there is none."
     if text is None: return None
     nums = re.findall(_NUM, str(text).replace(',', ''))
@@ -63,7 +64,9 @@ def parse_number(text) -> str|None:
     return str(int(x)) if x == int(x) else str(x)
 
 # %% ../../nbs/07a_elad.data.ipynb #0000000c
-def format_rationale(steps:Sequence[str], answer=None) -> str:
+def format_rationale(steps:Sequence[str],      # one equation each, e.g. ['5 + 3 = 8', '8 - 2 = 6']
+                     answer:str|int|None=None   # the final answer (None: no `Answer:` line)
+                    ) -> str:
     "Steps as `Step k: ...` lines, then `Answer: ...` when `answer` is given."
     lines = [f'Step {i}: {s}' for i, s in enumerate(steps, 1)]
     if answer is not None: lines.append(f'Answer: {answer}')
@@ -90,19 +93,24 @@ def split_rationale(text:str,        # a rationale, e.g. 'Step 1: 5 + 3 = 8\nSte
 # %% ../../nbs/07a_elad.data.ipynb #00000011
 STUDENT_INSTRUCTION = 'Solve it step by step, one equation per line, then give the answer.'
 
-def student_prompt(question:str, instruction:str=STUDENT_INSTRUCTION) -> str:
+def student_prompt(question:str,                        # the word problem
+                   instruction:str=STUDENT_INSTRUCTION   # what the student is told to do
+                  ) -> str:
     "The user message the student answers."
     return f'{question}\n{instruction}'
 
 # %% ../../nbs/07a_elad.data.ipynb #00000012
-def forced_prefix(steps:Sequence[str]) -> str:
+def forced_prefix(steps:Sequence[str] # the steps before the forced answer (may be empty)
+                 ) -> str:
     "Response lead-in that forces an answer right after `steps`."
     return (format_rationale(steps) + '\n' if steps else '') + 'Answer:'
 
 # %% ../../nbs/07a_elad.data.ipynb #00000015
 _EQ = re.compile(rf'({_NUM})\s*([-+*/x×])\s*({_NUM})\s*=\s*({_NUM})')
 
-def check_step(step:str, expected) -> bool:
+def check_step(step:str,   # one step, e.g. 'Ana gets 3: 5 + 3 = 8'
+               expected   # the gold running value after it
+              ) -> bool:
     "True when every equation in `step` is arithmetically true and its last number equals `expected`."
     for a, op, b, c in _EQ.findall(step.replace(',', '')):
         a, b, c = float(a), float(b), float(c)
@@ -111,7 +119,9 @@ def check_step(step:str, expected) -> bool:
     return parse_number(step) == parse_number(expected)
 
 # %% ../../nbs/07a_elad.data.ipynb #00000016
-def first_wrong_step(steps:Sequence[str], problem:ArithProblem) -> int|None:
+def first_wrong_step(steps:Sequence[str],   # the student's steps
+                     problem:ArithProblem   # the problem with its gold running values
+                    ) -> int|None:
     "0-based index of the first student step that does not check out against the gold running values (None: all right)."
     for i, v in enumerate(problem.values):
         if i >= len(steps) or not check_step(steps[i], v): return i

@@ -12,7 +12,9 @@ from typing import Callable, Sequence
 import numpy as np, pandas as pd
 from pydantic import BaseModel, Field
 from fastcore.basics import store_attr, patch
+from matplotlib.axes import Axes
 from ..core import LLMKDError, InputError
+from ..teacher import Teacher
 from .data import *
 from .selection import *
 
@@ -40,7 +42,9 @@ class RevisionRequest:
     problem: ArithProblem|None = None  # gold steps; only an offline teacher reads them
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000008
-def apply_revision(steps:Sequence[str], rev:TeacherRevision) -> list[str]:
+def apply_revision(steps:Sequence[str],   # the student's steps
+                   rev:TeacherRevision    # the teacher's revision of them
+                  ) -> list[str]:
     "The revised rationale: the student's steps before `rev.first_wrong_step`, verbatim, then the corrected steps."
     if rev.first_wrong_step is None: return list(steps)
     j = min(max(rev.first_wrong_step - 1, 0), len(steps))
@@ -49,7 +53,9 @@ def apply_revision(steps:Sequence[str], rev:TeacherRevision) -> list[str]:
 # %% ../../nbs/07c_elad.loop.ipynb #0000000b
 TEACHER_SYSTEM = 'You are a careful math teacher. You check a student\'s solution of a word problem step by step.'
 
-def revision_messages(req:RevisionRequest, mode:str='revise') -> list[dict]:
+def revision_messages(req:RevisionRequest,  # the question and the student's rationale
+                      mode:str='revise'     # 'revise' the rationale or solve from 'scratch'
+                     ) -> list[dict]:
     "Chat messages asking the teacher to revise the student's rationale ('revise') or to solve from scratch ('scratch')."
     if mode == 'revise':
         user = (f'Question: {req.question}\n\nStudent solution:\n{format_rationale(req.steps, req.answer)}\n\n'
@@ -63,7 +69,8 @@ def revision_messages(req:RevisionRequest, mode:str='revise') -> list[dict]:
     return [{'role': 'system', 'content': TEACHER_SYSTEM}, {'role': 'user', 'content': user}]
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000000e
-def count_tokens_words(text:str) -> int:
+def count_tokens_words(text:str # any text
+                      ) -> int:
     "Word-based token count: each run of word characters and each other non-space character counts one."
     return len(re.findall(r'\w+|[^\w\s]', text))
 
@@ -114,7 +121,7 @@ class OfflineArithTeacher:
 # %% ../../nbs/07c_elad.loop.ipynb #00000017
 class ELADTeacherError(LLMKDError):
     "The teacher could not answer (server down, refusing or timing out): the loop stops rather than annotate nothing."
-    def __init__(self, msg, replies=None, usage=None): super().__init__(msg); self.replies, self.usage, self.run = replies, usage, None
+    def __init__(self, msg:str, replies:list|None=None, usage:dict|None=None): super().__init__(msg); self.replies, self.usage, self.run = replies, usage, None
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000018
 def _get(o, k, default=0):
@@ -131,7 +138,7 @@ def _reply(idx, a) -> TeacherReply:
 # %% ../../nbs/07c_elad.loop.ipynb #00000019
 class LLMTeacher:
     "Teacher revisions from an LLM through `llmkd.teacher.Teacher`, with a structured `TeacherRevision` answer."
-    def __init__(self, teacher=None,             # a `llmkd.teacher.Teacher`; None: `Teacher()` from the environment
+    def __init__(self, teacher:Teacher|None=None, # a `llmkd.teacher.Teacher`; None: `Teacher()` from the environment
                  mode:str='revise',               # 'revise' or 'scratch'
                  max_tokens:int=256,              # completion tokens per request
                  max_reasks:int=1,                # structured-output re-asks per item
@@ -140,7 +147,6 @@ class LLMTeacher:
         if mode not in ('revise', 'scratch'): raise InputError(f"mode={mode!r}: use 'revise' or 'scratch'")
         if on_error not in ('raise', 'record'): raise InputError(f"on_error={on_error!r}: use 'raise' or 'record'")
         if teacher is None:
-            from llmkd.teacher import Teacher
             teacher = Teacher()
         store_attr('teacher,mode,max_tokens,max_reasks,on_error,ask_kwargs')
 
@@ -200,18 +206,21 @@ class LMStudent:
         qs, ps = [q for q in questions for _ in range(n)], [p for p in prefixes for _ in range(n)]
         return self._gen(qs, ps, max_new_tokens=self.answer_tokens, do_sample=sample, temperature=self.temperature, seed=seed)
 
-    def finetune(self, questions:Sequence[str], responses:Sequence[str]):
-        "Fine-tune on question -> response with the prompt tokens masked from the loss."
-        from llmkd.lm import lm_items, lm_dls, lm_learner
-        items = lm_items(self.tok, [student_prompt(q, self.instruction) for q in questions], list(responses), system=self.system)
-        dev = next(self.model.parameters()).device
-        dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev)
-        learn = lm_learner(dls, self.model, lr=self.lr, wd=self.wd)
-        with learn.no_bar(), learn.no_logging(): learn.fit(self.epochs)
-        self.model.eval()
-        return learn
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001d
+@patch
+def finetune(self:LMStudent, questions:Sequence[str], responses:Sequence[str]):
+    "Fine-tune on question -> response with the prompt tokens masked from the loss."
+    from llmkd.lm import lm_items, lm_dls, lm_learner
+    items = lm_items(self.tok, [student_prompt(q, self.instruction) for q in questions], list(responses), system=self.system)
+    dev = next(self.model.parameters()).device
+    dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev)
+    learn = lm_learner(dls, self.model, lr=self.lr, wd=self.wd)
+    with learn.no_bar(), learn.no_logging(): learn.fit(self.epochs)
+    self.model.eval()
+    return learn
+
+# %% ../../nbs/07c_elad.loop.ipynb #0000001e
 class ScriptedStudent:
     "A student that replays fixed outputs (for tests): dicts keyed by question, and by (question, forced lead-in) (a list: sampled)."
     def __init__(self, rationales:dict, samples:dict|None=None, forced:dict|None=None, default:str='Answer: 0'):
@@ -227,14 +236,14 @@ class ScriptedStudent:
         return [o if isinstance(o, str) else o[i % len(o)] for o in out for i in range(n)]
     def finetune(self, questions, responses): self.trained.append(list(zip(questions, responses)))
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000020
+# %% ../../nbs/07c_elad.loop.ipynb #00000021
 def probe_student(student, questions:Sequence[str], idxs:Sequence[int],
                   prefixes:bool=True,       # forced answers after each prefix of the greedy rationale
                   n_samples:int=0,          # M sampled rationales per question (0: none)
                   empty_prefix:bool=False,  # also force an answer before any step
                   max_steps:int=8,          # prefixes probed at most (runaway rationales)
                   forced_samples:int=1,     # >1: sample that many forced answers per prefix (intra mode 'sampled')
-                  seed=None) -> list[StudentProbe]:
+                  seed:int|None=None) -> list[StudentProbe]: # seed of the sampled answers
     "Greedy rationales, forced answers after each prefix (one batched call) and sampled answers of the student."
     probes = []
     for i, r in zip(idxs, student.solve(questions)):
@@ -254,8 +263,10 @@ def probe_student(student, questions:Sequence[str], idxs:Sequence[int],
         for k, p in enumerate(probes): p.sampled_answers = [split_rationale(o)[1] for o in outs[k*n_samples:(k+1)*n_samples]]
     return probes
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000021
-def evaluate_student(student, problems:Sequence[ArithProblem]) -> dict:
+# %% ../../nbs/07c_elad.loop.ipynb #00000022
+def evaluate_student(student,                         # has `solve(questions)`, e.g. `LMStudent`
+                     problems:Sequence[ArithProblem]  # held-out problems
+                    ) -> dict:
     "Accuracy of the greedy answers, and the mean fraction of gold steps the rationale gets right before its first error."
     acc, reach = [], []
     for p, o in zip(problems, student.solve([p.question for p in problems])):
@@ -264,7 +275,7 @@ def evaluate_student(student, problems:Sequence[ArithProblem]) -> dict:
         acc.append(ans == p.answer); reach.append((len(p.values) if j is None else j) / len(p.values))
     return dict(accuracy=float(np.mean(acc)), step_accuracy=float(np.mean(reach)))
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000026
+# %% ../../nbs/07c_elad.loop.ipynb #00000027
 @dataclass
 class ELADRun:
     "What one run of the loop produced."
@@ -275,7 +286,7 @@ class ELADRun:
     stop_reason: str        # 'rounds', 'budget', 'pool', 'plateau' or 'teacher error'
     failures: dict = field(default_factory=dict)  # pool index -> why the teacher's last reply for it failed
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000027
+# %% ../../nbs/07c_elad.loop.ipynb #00000028
 def _annotate(student, teacher, pool, sel_idx, probes_by_idx):
     "Teacher requests for the selected items (greedy rationales generated for those without a probe)."
     scratch = getattr(teacher, 'mode', 'revise') == 'scratch'
@@ -288,7 +299,7 @@ def _annotate(student, teacher, pool, sel_idx, probes_by_idx):
         reqs.append(RevisionRequest(i, pool[i].question, [] if scratch else p.steps, None if scratch else p.answer, pool[i]))
     return reqs
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000028
+# %% ../../nbs/07c_elad.loop.ipynb #00000029
 def _probe_pool(student, pool, cand, selection, n_samples, empty_prefix, max_steps, seed):
     "Probes of the candidate pool items, as far as `selection` needs them (none: empty probes)."
     if not (selection.needs_prefixes or selection.needs_samples): return [StudentProbe(i) for i in cand]
@@ -314,7 +325,7 @@ def _revised(reqs, replies, failures):
         failures.pop(q.idx, None)
     return new
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000029
+# %% ../../nbs/07c_elad.loop.ipynb #0000002a
 def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[ArithProblem],
              selection:Selection|None=None,   # default: ELADSelection()
              rounds:int=5, b:int=8,            # rounds; items sent to the teacher per round
@@ -358,7 +369,7 @@ def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[Ari
     if stop == 'rounds' and ledger.n_affordable(teacher.max_cost) < 1: stop = 'budget'
     return ELADRun(pd.DataFrame(hist), ledger, ann, all_probes, stop, fails)
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000031
+# %% ../../nbs/07c_elad.loop.ipynb #00000032
 def compare_strategies(make_student:Callable,          # () -> a fresh student (same initial weights each time)
                        teacher, pool, heldout,
                        selections:Sequence[Selection], # e.g. [ELADSelection(), RandomSelection(), DisagreementSelection()]
@@ -368,8 +379,10 @@ def compare_strategies(make_student:Callable,          # () -> a fresh student (
     for sel in selections: runs[sel.name] = run_elad(make_student(), teacher, pool, heldout, sel, **kwargs)
     return pd.concat([r.history for r in runs.values()], ignore_index=True), runs
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000032
-def summarize_runs(history:pd.DataFrame, metrics=('accuracy', 'step_accuracy')) -> pd.DataFrame:
+# %% ../../nbs/07c_elad.loop.ipynb #00000033
+def summarize_runs(history:pd.DataFrame,                     # `run_elad` histories, e.g. from `compare_strategies`
+                   metrics=('accuracy', 'step_accuracy')    # held-out metrics to report
+                  ) -> pd.DataFrame:
     "Per strategy: teacher tokens, requests and items at the end, final and best held-out metrics, seconds."
     g = history.groupby('strategy', sort=False)
     d = g[['tokens', 'prompt_tokens', 'requests', 'annotated']].last()
@@ -377,8 +390,11 @@ def summarize_runs(history:pd.DataFrame, metrics=('accuracy', 'step_accuracy')) 
     d['rounds'], d['seconds'] = g['round'].max(), g['seconds'].sum().round(1)
     return d
 
-# %% ../../nbs/07c_elad.loop.ipynb #00000033
-def plot_accuracy_vs_tokens(history:pd.DataFrame, metric:str='accuracy', ax=None, title=None):
+# %% ../../nbs/07c_elad.loop.ipynb #00000034
+def plot_accuracy_vs_tokens(history:pd.DataFrame,      # `run_elad` histories, e.g. from `compare_strategies`
+                            metric:str='accuracy',      # 'accuracy' or 'step_accuracy'
+                            ax:Axes|None=None,          # None: a new figure
+                            title:str|None=None):
     "Held-out `metric` against cumulative teacher completion tokens, one line per strategy."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))

@@ -19,7 +19,7 @@ __all__ = ['intra_uncertainty', 'inter_uncertainty', 'combined_uncertainty', 'St
 
 # %% ../../nbs/07b_elad.selection.ipynb #00000006
 def intra_uncertainty(prefix_answers:Sequence,  # forced answers after each prefix of steps, shortest prefix first
-                      final=None,               # the rationale's own final answer (used by 'vs_final')
+                      final:str|None=None,      # the rationale's own final answer (used by 'vs_final')
                       mode:str='flips'          # 'flips', 'vs_final' or 'sampled'
                      ) -> float:
     "Instability of the forced answers along the prefixes of one rationale, in [0, 1]."
@@ -49,7 +49,9 @@ def inter_uncertainty(answers:Sequence,             # final answers of M sampled
     raise ValueError(f"method={method!r}: use 'disagreement' or 'entropy'")
 
 # %% ../../nbs/07b_elad.selection.ipynb #0000000e
-def combined_uncertainty(intra, inter, w_intra:float=0.5):
+def combined_uncertainty(intra,              # intra-explanation uncertainty: a number or an array
+                         inter,              # inter-explanation uncertainty, same shape
+                         w_intra:float=0.5): # weight of `intra`
     "Weighted combination `w_intra*intra + (1-w_intra)*inter` of the two uncertainties."
     if not 0 <= w_intra <= 1: raise ValueError(f'w_intra={w_intra} must lie in [0, 1]')
     return w_intra*np.asarray(intra, dtype=float) + (1-w_intra)*np.asarray(inter, dtype=float)
@@ -65,7 +67,10 @@ class StudentProbe:
     prefix_answers: list = field(default_factory=list)   # forced answer after each prefix of `steps`
     sampled_answers: list = field(default_factory=list)  # final answers of the M sampled rationales
 
-def probe_uncertainty(probes:Sequence[StudentProbe], intra_mode='flips', inter_method='disagreement', w_intra=0.5):
+def probe_uncertainty(probes:Sequence[StudentProbe],
+                      intra_mode:str='flips',            # see `intra_uncertainty`
+                      inter_method:str='disagreement',   # see `inter_uncertainty`
+                      w_intra:float=0.5):                # see `combined_uncertainty`
     "DataFrame of intra, inter and combined uncertainty, one row per probe (indexed by pool index)."
     intra = [intra_uncertainty(p.prefix_answers, p.answer, intra_mode) for p in probes]
     inter = [inter_uncertainty(p.sampled_answers, inter_method) if p.sampled_answers else 0. for p in probes]
