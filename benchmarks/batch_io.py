@@ -43,8 +43,8 @@ def write_output(d):
                 for i, line in enumerate(f):
                     row = json.loads(line)
                     body = chat_completion(row['body'], '{"label": "sport"}')
-                    out.write(json.dumps({'id': f'batch_req_{i}', 'custom_id': row['custom_id'], 'error': None,
-                                          'response': {'status_code': 200, 'request_id': f'req_{i}', 'body': body}}) + '\n')
+                    out.write(json.dumps({'id': f'batch_req_{i}', 'custom_id': row['custom_id'],
+                                          'response': {'status_code': 200, 'request_id': f'req_{i}', 'body': body}, 'error': None}) + '\n')
 
 
 def phase_import(n, d):

@@ -271,3 +271,21 @@ def test_follow_ups_reasks_and_n_top_ups_go_through_batches(tmp_path):
         got = t.map(ITEMS[:10], n=3, progress=False)
         assert (rep.submitted, rep.follow_ups, srv.requests) == (10, 20, [])
         assert [len(a.choices) for a in got] == [3]*10 and sorted(r.get('n', 1) for r in (l['body'] for l in uploaded(srv))) == [1]*10 + [2]*10 + [3]*10
+
+
+def test_elicit_attributions_through_batches_equals_online(tmp_path):
+    "elicit_attributions with a BatchTeacher: the n-choice structured requests go through a batch, none online"
+    import re
+    from llmkd.priors import TaskDescription, elicit_attributions
+    known = {'age': 7, 'smoker': 8, 'bmi': -2}
+    def expert(body):
+        feats = re.findall(r'^\d+\. ([^:]+):', body['messages'][-1]['content'], flags=re.M)
+        return [json.dumps({'reasoning': 'age and smoking', 'scores': {f: known[f] for f in feats}})] * (body.get('n') or 1)
+    task = TaskDescription('Predict whether a patient is sick.', {'age': 'age in years', 'smoker': 'smokes (1) or not (0)',
+                                                                  'bmi': 'body-mass index'}, ['no', 'yes'])
+    with BatchServer(expert) as srv:
+        prior = elicit_attributions(task, BatchTeacher(teacher(srv, tmp_path/'a'), poll_interval=0.01), n_estimates=3, progress=False)
+        assert (srv.requests, len(srv.batch_rows)) == ([], 1)
+        online = elicit_attributions(task, teacher(srv, tmp_path/'b'), n_estimates=3, progress=False)
+        assert len(srv.requests) == 1 and srv.requests[0] == uploaded(srv)[0]['body']
+    assert (prior.estimates == online.estimates).all() and prior.estimates[:, 0, 0].tolist() == [7, 7, 7]
