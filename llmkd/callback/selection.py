@@ -116,7 +116,7 @@ def step(self:SampleSelector, pred, y, idx):
     "Selection loss of one training batch (`pred` logits, pseudo-labels `y`, pool indices `idx`); updates the state"
     if self.n_classes is None: self.n_classes = pred.shape[-1]
     if self.conf.device != pred.device: self._to(pred.device)
-    y, idx, world = y.long(), idx.long(), world_size()
+    y, idx, world = y.long().reshape(pred.shape[:-1]), idx.long(), world_size()   # tabular targets are (B, 1)
     logp = F.log_softmax(pred.float(), dim=-1)
     lp = logp.detach()
     u = (lp.exp() * lp).sum(-1) * (-1 / math.log(pred.shape[-1]))
@@ -298,7 +298,7 @@ class ConfidenceSelector(SampleSelector):
         self.warmup_steps = warmup if isinstance(warmup, int) else None
         self.tau = self.bar = None   # (2,): global [tau_T, tau_S]; (C, 2): per class [cbar, ubar]
 
-    def _init_state(self, C, device):
+    def _init_thresholds(self, C, device):
         self.tau = torch.tensor([self.tau_t_init or 1/C, self.tau_s_init or 1/C], device=device)
         self.bar = torch.full((C, 2), 1/C, device=device)
     def _to(self, device):
@@ -327,7 +327,7 @@ def thresholds(self:ConfidenceSelector):
 @patch
 def select(self:ConfidenceSelector, c, u, y, idx):
     C = self.n_classes
-    if self.tau is None: self._init_state(C, c.device)
+    if self.tau is None: self._init_thresholds(C, c.device)
     if self.warmup_steps is None: raise ValueError('warmup is a share of the steps of a fit: train with Learner.fit, or pass an int number of steps.')
     cu = torch.stack([c, u], 1)
     per = all_reduce_sum(c.new_zeros(C, 3).index_add_(0, y, torch.cat([cu, torch.ones_like(c)[:, None]], 1)))  # per class: sum c, sum u, count
