@@ -40,6 +40,7 @@ if __name__ == '__main__':
             for kind in ('shipped', 'flipped'):
                 for k in [int(s) if s != 'all' else s for s in a.shots]:
                     t = time.perf_counter()
-                    rows += evidence(name, kind, k, arch, a.reps)
+                    try: rows += evidence(name, kind, k, arch, a.reps)
+                    except ValueError as e: print(f"{name} {k}: skipped ({e})"); continue
                     pd.DataFrame(rows).to_csv(a.out, index=False)
                     print(f"{name} {arch} {kind} {k}: {time.perf_counter() - t:.0f} s", flush=True)
