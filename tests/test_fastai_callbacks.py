@@ -273,3 +273,16 @@ def test_mixup_and_validate_on_tensors():
     assert len(learn.validate()) == 1
     with pytest.raises(InputError, match="prior names its features.*pass `features=`"):
         quiet_fit(Learner(dls, nn.Linear(4, 2), loss_func=CrossEntropyLossFlat()).laat({'a': 1., 'b': 2., 'c': 0., 'd': 1.}), 1)
+
+
+# ---------------------------------------------------------------------------------------------------- README
+def test_readme_check_runs_the_code():
+    "tools/readme.py --check runs the README's Python blocks: the old snippet (no `import torch`) fails there"
+    import importlib.util, pathlib
+    spec = importlib.util.spec_from_file_location('readme', pathlib.Path(__file__).parent.parent/'tools'/'readme.py')
+    readme = importlib.util.module_from_spec(spec); spec.loader.exec_module(readme)
+    text = 'intro\n\n```python\nimport math\n```\n\n```\noutput\n```\n\n```python\nx = torch.rand(64, 3)\n```\n'
+    assert readme.python_blocks(text) == 'import math\n\nx = torch.rand(64, 3)'
+    res = readme.run_blocks(text)
+    assert res.returncode != 0 and "NameError: name 'torch' is not defined" in res.stderr
+    assert readme.run_blocks('```python\nimport math\nassert math.pi > 3\n```').returncode == 0

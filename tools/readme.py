@@ -1,8 +1,9 @@
-"""Write README.md from nbs/index.ipynb (the home page), or with --check fail when they differ.
+"""Write README.md from nbs/index.ipynb (the home page), or with --check fail when they differ or its code fails.
 
 nbdev-readme does the same through Quarto; this keeps the README reproducible where Quarto is not installed.
+`--check` also runs the README's Python blocks, in order, in a fresh interpreter: what a reader copies must run.
 """
-import json, re, sys
+import json, re, subprocess, sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
@@ -30,10 +31,23 @@ def render(nb_path=root/'nbs'/'index.ipynb'):
         if out: parts.append(f'```\n{out}\n```')
     return '\n\n'.join(parts) + '\n'
 
+def python_blocks(text:str) -> str:
+    "The README's ```python blocks joined in order: the program a reader would run."
+    return '\n\n'.join(re.findall(r'^```python\n(.*?)\n```$', text, flags=re.S | re.M))
+
+def run_blocks(text:str, timeout:int=600) -> subprocess.CompletedProcess:
+    "Run the README's Python blocks in a fresh interpreter (from the repository root, one thread)."
+    code = python_blocks(text)
+    if not code.strip(): sys.exit('README.md has no ```python block to run')
+    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True, text=True, timeout=timeout, env=env)
+
 if __name__ == '__main__':
     text, readme = render(), root/'README.md'
     if '--check' in sys.argv:
         if not readme.exists() or readme.read_text() != text:
             sys.exit('README.md is out of date with nbs/index.ipynb: run `python tools/readme.py`')
-        print('README.md matches nbs/index.ipynb')
+        res = run_blocks(text)
+        if res.returncode: sys.exit(f'The README code fails when run as written:\n{res.stderr[-3000:]}')
+        print('README.md matches nbs/index.ipynb and its code runs')
     else: readme.write_text(text); print('wrote README.md')
