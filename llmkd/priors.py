@@ -45,10 +45,18 @@ def _check_descriptions(cols, descriptions, dummies):
     if unknown: raise InputError(f"Descriptions given for unknown column(s): {', '.join(map(str, unknown))}. "
                                  f"Known columns: {', '.join(map(str, cols))}.")
 
+def _missing(x) -> bool: return x is pd.NA or is_missing(x)   # `is_missing` does not know pd.NA
+
+def _eq(x, v) -> float:
+    "1. if `x == v`, else 0. (a comparison that broadcasts, e.g. a number with a tuple, is not equal)"
+    r = x == v
+    return float(r) if isinstance(r, (bool, np.bool_)) else 0.
+
 def _names(items, what:str) -> list:
     "`items` as strings, or an `InputError` naming missing (None, NaN, empty) or duplicate names"
+    if isinstance(items, (str, bytes)) or not hasattr(items, '__iter__'): raise InputError(f"{what} must be a list of names, got {items!r}")
     items = list(items)
-    bad = [i for i, v in enumerate(items) if is_missing(v) or not str(v).strip()]
+    bad = [i for i, v in enumerate(items) if _missing(v) or not str(v).strip()]
     if bad: raise InputError(f"{what} hold missing or empty names at positions {bad[:5]} ({[items[i] for i in bad[:5]]}): "
                              "give every one a name, or drop it")
     return check_unique([str(v) for v in items], what)
@@ -67,7 +75,7 @@ class TaskDescription:
         if not isinstance(description, str) or not description.strip():
             raise InputError(f"description must be one non-empty sentence saying what is predicted, got {description!r}")
         if not isinstance(features, dict) or not features: raise InputError("features must be a non-empty dict {feature name: description}")
-        descs = [None if is_missing(v) or not str(v).strip() else str(v) for v in features.values()]
+        descs = [None if _missing(v) or not str(v).strip() else str(v) for v in features.values()]
         self.description,self.features = description.strip(),dict(zip(_names(features, 'feature names'), descs))
         self.classes = _names(classes, 'class names')
         if len(self.classes) < 2: raise InputError(f"A classification task needs at least 2 classes, got {self.classes}.")
@@ -88,15 +96,22 @@ class TaskDescription:
         return f"TaskDescription({self.description!r}, {len(self.features)} features, classes={self.classes}, scored={self.scored})"
 
 # %% ../nbs/02_priors.ipynb #0000000a
+def _levels(df, c) -> list:
+    try: return category_levels(df[c])
+    except TypeError as e: raise InputError(f"Column {c!r} holds values that cannot be categories ({e}): use scalar values") from None
+
 def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, descriptions:dict|None, cat_names=None,
              classes=None, positive_class=None, class_descriptions=None):
+    if not isinstance(df, pd.DataFrame): raise InputError(f"df must be a pandas DataFrame, got {type(df).__name__}")
     if target not in df.columns: raise InputError(f"Target column {target!r} is not in the DataFrame (columns: {list(df.columns)}).")
+    for v, what, typ in ((descriptions, 'descriptions', dict), (cat_names, 'cat_names', (list, tuple, pd.Index)), (classes, 'classes', (list, tuple, pd.Index))):
+        if v is not None and not isinstance(v, typ): raise InputError(f"{what} must be a {'dict' if typ is dict else 'list'}, got {v!r}")
     descriptions = dict(descriptions or {})
     cols = [c for c in df.columns if c != target]
     cat_names = [c for c in cols if _is_categorical(df[c])] if cat_names is None else list(cat_names)
     bad = [c for c in cat_names if c not in cols]
     if bad: raise InputError(f"cat_names not among the feature columns: {', '.join(map(str, bad))}.")
-    levels = {c: category_levels(df[c]) for c in cat_names}
+    levels = {c: _levels(df, c) for c in cat_names}
     dummies = {dummy_name(c,v): (c,v) for c in cat_names for v in levels[c]}
     clash = [d for d in dummies if d in cols]
     if clash: raise InputError(f"One-hot feature name(s) {', '.join(clash)} clash with existing columns; rename those columns.")
@@ -107,7 +122,7 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
         for v in levels[c]:
             n = dummy_name(c,v)
             features[n] = descriptions.get(n, _derived_description(c, v, descriptions.get(c)))
-    if classes is None: classes = category_levels(df[target])
+    if classes is None: classes = _levels(df, target)
     unknown = sorted(set(map(str, df[target].dropna().unique())) - set(map(str, classes)))
     if unknown: raise InputError(f"Target {target!r} has values not among `classes` {list(classes)}: {', '.join(unknown)}.")
     scored = None if positive_class is None else [positive_class]
@@ -138,7 +153,8 @@ def encode(self:TaskDescription, df:pd.DataFrame) -> pd.DataFrame:
         if c not in df.columns: raise InputError(f"Categorical column {c!r} is missing from the DataFrame.")
         unseen = set(df[c].dropna()) - set(lv)
         if unseen: raise InputError(f"Column {c!r} has values the task does not know: {sorted(map(str, unseen))}; known levels: {lv}.")
-        for v in lv: out[dummy_name(c,v)] = (df[c]==v).astype(float).where(df[c].notna())
+        col = df[c].tolist()   # compared value by value: a level may be a tuple, which pandas would compare elementwise
+        for v in lv: out[dummy_name(c,v)] = pd.Series([np.nan if _missing(x) else _eq(x, v) for x in col], index=df.index)
     missing = [f for f in self.features if f not in out]
     if missing: raise InputError(f"Features missing from the DataFrame: {', '.join(missing)}.")
     cols = {}
@@ -175,7 +191,7 @@ def attribution_prompt(task:TaskDescription, cls:str) -> list:
     return [{'role': 'system', 'content': SYSTEM_PROMPT}, {'role': 'user', 'content': user}]
 
 # %% ../nbs/02_priors.ipynb #00000019
-Score = Annotated[int, Field(strict=True, ge=-10, le=10)]
+Score = Annotated[int, Field(strict=True, ge=-10, le=10, json_schema_extra={'enum': list(range(-10, 11))})]  # the enum: grammars that skip ranges
 
 class FeatureScore(BaseModel):
     "The LLM's score for one feature (the list form of an answer)."
@@ -198,7 +214,7 @@ def _names_check(names, expected) -> list:
 # %% ../nbs/02_priors.ipynb #00000019a
 class AttributionAnswer(BaseModel):
     "Step-by-step reasoning, then `scores`: one integer in [-10, 10] per feature; `answer_schema` makes one per task."
-    reasoning: str = Field(description="step-by-step reasoning about the features")
+    reasoning: str = Field(description="step-by-step reasoning about the features", json_schema_extra={'maxLength': 3000})  # a hint for grammars, not validated
     expected_features: ClassVar[tuple] = ()
 
     @model_validator(mode='before')
@@ -363,8 +379,9 @@ class ElicitationError(StructuredOutputError):
 def _valid_scores(choice, features) -> dict:
     "The scores of `features` that came back valid in `choice`: all when it validated, else those readable from its text"
     if choice.parsed is not None: return choice.parsed.to_dict()
-    try: sc = _scores_dict(extract_json(choice.text))
+    try: data = extract_json(choice.text); sc = _scores_dict(data)
     except ValueError: return {}
+    if sc is None and isinstance(data, dict) and set(data) & set(features): sc = data   # only the scores object came through
     ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and -10 <= v <= 10
     return {f: sc[f] for f in features if f in sc and ok(sc[f])} if isinstance(sc, dict) else {}
 

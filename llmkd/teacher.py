@@ -136,8 +136,8 @@ def parse_logprobs(lp) -> list|None:
 # %% ../nbs/01_teacher.ipynb #00000012
 def extract_json(text:str):
     "The first JSON object or array in `text` (code fences and surrounding prose ignored)"
-    text, dec = str(text), json.JSONDecoder()
-    try: return json.loads(text)
+    text, dec = str(text), json.JSONDecoder(strict=False)   # strict=False: raw newlines inside strings, as small models write them
+    try: return dec.decode(text)
     except ValueError: pass
     for m in re.finditer(r'[{\[]', text):
         try: return dec.raw_decode(text, m.start())[0]
@@ -322,7 +322,8 @@ class AdaptiveLimit:
             if not self.fixed and outcome == 'overload': self.limit = max(1., self.limit / 2)
             elif not self.fixed and outcome == 'ok' and latency is not None:
                 self.fastest = latency if self.fastest is None else min(self.fastest, latency)
-                if latency <= 1.5*self.fastest + 0.01: self.limit = min(float(self.max_limit), self.limit + 1)
+                if latency <= 1.5*self.fastest + 0.01: self.limit = min(float(self.max_limit), self.limit + 1)   # fast: grow
+                elif latency > 2.5*self.fastest + 0.05: self.limit = max(1., self.limit - 1)   # queued behind others: shrink
         if hold > 0: t = threading.Timer(hold, self._free); t.daemon = True; t.start()
         else: self._free()
 

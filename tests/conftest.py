@@ -1,4 +1,9 @@
-"Shared pytest setup for llmkd: the `llm` marker (tests that need a real LLM endpoint)."
+"""Shared pytest setup for llmkd: the `llm` marker (tests that need a real LLM endpoint) and a clean environment.
+
+Pointing the `llm` tests at a server: set LLMKD_LLAMACPP_URL to its base URL (default http://127.0.0.1:8080/v1), e.g.
+    export LLMKD_LLAMACPP_URL=$(tools/llamacpp_server.sh) && .venv/bin/python -m pytest -m llm tests
+That is the one setting the tests read; LLMKD_MODEL, OPENAI_BASE_URL and OPENAI_API_KEY from the shell are removed for
+every test (a test that needs them sets them itself), so results do not depend on what the shell exports."""
 import os, urllib.request
 import pytest
 
@@ -21,6 +26,12 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='needs a real LLM endpoint: start a llama.cpp server (see nbs/01_teacher.ipynb) '
                                    'or set LLMKD_LLM_TESTS=1 / LLMKD_LLAMACPP_URL')
     for item in llm_items: item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clean_llm_env(monkeypatch):
+    "Every test starts without the shell's endpoint settings (LLMKD_MODEL, OPENAI_BASE_URL, OPENAI_API_KEY)"
+    for k in ('LLMKD_MODEL', 'OPENAI_BASE_URL', 'OPENAI_API_KEY'): monkeypatch.delenv(k, raising=False)
 
 
 @pytest.fixture(scope='session')
