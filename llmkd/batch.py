@@ -20,8 +20,9 @@ from pathlib import Path
 from urllib.parse import urlparse, parse_qs
 
 from fastcore.basics import patch
-from .core import LLMKDError, InputError
-from .teacher import Teacher, Usage, as_messages, request_key
+from .core import LLMKDError, InputError, check_number
+import openai
+from .teacher import Teacher, Usage, as_messages, request_key, scrub
 from .testing import LLMServer, chat_completion, _Handler
 
 # %% ../nbs/01a_batch.ipynb #00000006
@@ -178,7 +179,7 @@ def _cache_path(cache) -> Path:
 # %% ../nbs/01a_batch.ipynb #00000017
 def import_batch_output(cache, # a `Teacher`, its `AnswerCache`, or the sqlite file
                         source, # output JSONL file (OpenAI or `vllm run-batch` format), or an iterable of its lines
-                        chunk_size:int=10_000, # rows per transaction
+                        chunk_size:int=50_000, # rows per transaction (bigger: fewer index pages written per row, more memory)
                         on_error=None): # `on_error(custom_id, reason)` for each error row, instead of keeping them in the report
     "Put every answer row of a batch output into the cache (streaming, one transaction per chunk); report the rest"
     con, rep, rows = _connect(_cache_path(cache)), ImportReport(), []
@@ -471,6 +472,13 @@ def _find_batch(client, job:dict):
 
 def _launch(jobs:BatchJobs, client, job:dict):
     "Upload and submit `job`, from whatever step an earlier run reached"
+    try: _launch_steps(jobs, client, job)
+    except openai.APIStatusError as e:
+        host = urlparse(str(client.base_url)).netloc.rsplit('@', 1)[-1]
+        raise BatchError(scrub(f'{host} refused a batch call (HTTP {e.status_code}: {e.message}): it may not serve /v1/files and '
+                               '/v1/batches; for engines such as `vllm run-batch` use export_batch and import_batch_output', client.api_key)) from None
+
+def _launch_steps(jobs:BatchJobs, client, job:dict):
     tok = job['token']
     if job['state'] == 'exported':
         with open(job['file'], 'rb') as f: fid = client.files.create(file=(Path(job['file']).name, f), purpose='batch').id
@@ -596,6 +604,13 @@ def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwa
         if not _wait(teacher, jobs, client, rep, *wait_args): rep.pending = len(jobs.pending(list(rows))); break
 
 # %% ../nbs/01a_batch.ipynb #00000037
+def _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount):
+    "`InputError` for a wait, round count or discount no run could use"
+    check_number(poll_interval, 'poll_interval (seconds)', lo=0); check_number(max_poll_interval, 'max_poll_interval (seconds)', lo=poll_interval)
+    if timeout is not None: check_number(timeout, 'timeout (seconds)', lo=0)
+    check_number(max_rounds, 'max_rounds', lo=0, integer=True); check_number(discount, 'discount (batch price / online price)', lo=0, hi=1)
+
+# %% ../nbs/01a_batch.ipynb #00000038
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
                   items, # messages as for `Teacher.map`
                   retry:str|None='online', # rows that fail in a batch: 'online' (`Teacher.map`), 'batch' (new batches) or None (report only)
@@ -611,6 +626,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
                   **ask_kwargs) -> BatchReport: # `ask` arguments: schema, n, temperature, logprobs, ...
     "Put the answers of `teacher.ask(item, **ask_kwargs)` for all items into the cache through batches, resuming earlier runs"
     if retry not in ('online', 'batch', None): raise InputError(f"retry must be 'online', 'batch' or None, got {retry!r}")
+    _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount)
     path, items = _cache_path(teacher), list(items)
     jobs, client, rep = BatchJobs(path), _batch_client(teacher), BatchReport(items=len(items))
     workdir, limits = Path(workdir or path.parent/'batches'), dict(max_requests=max_requests, max_bytes=max_bytes)
@@ -631,7 +647,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
     finally: jobs.close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #0000003f
+# %% ../nbs/01a_batch.ipynb #00000042
 class BatchTeacher:
     "A teacher whose `map` labels the missing answers through batches first (`prefill_batch`), then reads the cache"
     def __init__(self, teacher:Teacher, # the teacher to wrap
@@ -646,5 +662,7 @@ class BatchTeacher:
                                          'run again later to resume polling; nothing will be submitted twice')
         return self.teacher.map(items, progress=progress, return_exceptions=return_exceptions, **kwargs)
 
-    def __getattr__(self, name): return getattr(self.teacher, name)
+    def __getattr__(self, name):
+        if name == 'teacher': raise AttributeError(name)   # not yet set (copy, unpickling)
+        return getattr(self.teacher, name)
     def __repr__(self): return f'BatchTeacher({self.teacher!r})'

@@ -289,3 +289,22 @@ def test_elicit_attributions_through_batches_equals_online(tmp_path):
         online = elicit_attributions(task, teacher(srv, tmp_path/'b'), n_estimates=3, progress=False)
         assert len(srv.requests) == 1 and srv.requests[0] == uploaded(srv)[0]['body']
     assert (prior.estimates == online.estimates).all() and prior.estimates[:, 0, 0].tolist() == [7, 7, 7]
+
+
+def test_endpoint_without_batches_fails_clearly_without_key(tmp_path):
+    with LLMServer(answer) as srv:                      # online only: /v1/files answers 404
+        t = teacher(srv, tmp_path)
+        with pytest.raises(BatchError) as ei: prefill_batch(t, ITEMS[:5], poll_interval=0.01)
+        assert 'may not serve /v1/files' in str(ei.value) and 'HTTP 404' in str(ei.value) and SECRET not in str(ei.value)
+        assert srv.requests == []
+
+
+@pytest.mark.parametrize('kw, msg', [(dict(poll_interval=float('nan')), 'poll_interval (seconds) must be a finite number'),
+                                     (dict(poll_interval=5, max_poll_interval=1), 'max_poll_interval (seconds) must be a finite number in [5'),
+                                     (dict(max_rounds=1.5), 'max_rounds must be a finite integer'),
+                                     (dict(discount=2), 'discount (batch price / online price) must be a finite number in [0, 1]'),
+                                     (dict(timeout=-1), 'timeout (seconds) must be a finite number')])
+def test_bad_waits_fail_before_any_call(tmp_path, kw, msg):
+    with BatchServer(answer) as srv:
+        with pytest.raises(ValueError) as ei: prefill_batch(teacher(srv, tmp_path), ITEMS[:3], **kw)
+        assert msg in str(ei.value) and (srv.requests, srv.files) == ([], {})
