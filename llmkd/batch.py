@@ -523,7 +523,9 @@ def _wait(teacher, jobs:BatchJobs, client, rep:BatchReport, poll_interval:float,
         if not active: return True
         changed = ended = False
         for j in active:
-            b = client.batches.retrieve(j['batch_id'])
+            try: b = client.batches.retrieve(j['batch_id'])
+            except openai.NotFoundError:     # deleted, or another account: its rows count as failed
+                jobs.finish(j['token'], [], f"batch {j['batch_id']} not found at the endpoint"); ended = True; continue
             if b.status != j['status']: changed = True; jobs.set(j['token'], status=b.status)
             if b.status in _TERMINAL:
                 _collect(teacher, jobs, client, j, b, rep, discount); ended = True

@@ -308,3 +308,14 @@ def test_bad_waits_fail_before_any_call(tmp_path, kw, msg):
     with BatchServer(answer) as srv:
         with pytest.raises(ValueError) as ei: prefill_batch(teacher(srv, tmp_path), ITEMS[:3], **kw)
         assert msg in str(ei.value) and (srv.requests, srv.files) == ([], {})
+
+
+def test_batch_gone_at_the_endpoint_counts_as_failed_and_is_retried(tmp_path):
+    with BatchServer(answer, step=10) as srv:
+        t = teacher(srv, tmp_path)
+        assert prefill_batch(t, ITEMS[:5], poll_interval=0.01, timeout=0.05).pending == 5
+        srv.batches.clear()                                  # deleted on the provider's side
+        rep = prefill_batch(t, ITEMS[:5], retry=None, poll_interval=0.01)
+        assert (rep.submitted, len(rep.failed)) == (0, 5) and set(rep.failed.values()) == {'batch batch_2 not found at the endpoint'}
+        rep = prefill_batch(t, ITEMS[:5], retry='online', poll_interval=0.01, timeout=0.05)   # a rerun submits them again
+        assert (rep.submitted, rep.pending) == (5, 5)
