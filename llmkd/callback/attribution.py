@@ -244,10 +244,10 @@ def _prior_table(prior) -> tuple:
     if isinstance(prior, dict):
         nested = all(isinstance(v, dict) for v in prior.values()) and len(prior) > 0
         prior = pd.DataFrame(prior) if nested else pd.Series(prior, dtype=object)
-    if isinstance(prior, pd.Series): prior = prior.to_frame(None)
-    if isinstance(prior, pd.DataFrame):
-        names, classes = [str(i) for i in prior.index], [str(c) for c in prior.columns] if prior.columns[0] is not None else None
-        s = prior.to_numpy()
+    if isinstance(prior, pd.Series):   # {feature: score}; its name, if any, is the class
+        names, classes, s = [str(i) for i in prior.index], None if prior.name is None else [str(prior.name)], prior.to_numpy()
+    elif isinstance(prior, pd.DataFrame):
+        names, classes, s = [str(i) for i in prior.index], [str(c) for c in prior.columns], prior.to_numpy()
     else: names, classes, s = None, None, prior.detach().cpu().numpy() if isinstance(prior, torch.Tensor) else prior
     try: s = np.asarray(s, dtype=np.float32)
     except (TypeError, ValueError): raise InputError(f"Prior scores must be numbers; got {prior!r}.") from None
