@@ -278,7 +278,7 @@ class BatchServer(LLMServer):
         super().reset()
         with self._lock: self.files.clear(); self.batches.clear(); self.batch_faults.clear(); self.batch_rows.clear()
 
-# %% ../nbs/01a_batch.ipynb #00000021
+# %% ../nbs/01a_batch.ipynb #00000022
 def _public(d:dict) -> dict: return {k: v for k, v in d.items() if not k.startswith('_')}
 
 @patch
@@ -296,7 +296,7 @@ def _batch_api(self:BatchServer, h, method:str, parts:list, q:dict, raw:bytes):
         if parts[0] == 'files': return self._files_api(h, method, parts, raw)
         return self._batches_api(h, method, parts, q, raw)
 
-# %% ../nbs/01a_batch.ipynb #00000022
+# %% ../nbs/01a_batch.ipynb #00000023
 @patch
 def _files_api(self:BatchServer, h, method, parts, raw):
     if method == 'POST' and len(parts) == 1:
@@ -309,7 +309,7 @@ def _files_api(self:BatchServer, h, method, parts, raw):
     if parts[2:] == ['content']: return h._send(200, raw=f['_data'])
     h._send(200, _public(f))
 
-# %% ../nbs/01a_batch.ipynb #00000023
+# %% ../nbs/01a_batch.ipynb #00000024
 @patch
 def _batches_api(self:BatchServer, h, method, parts, q, raw):
     if method == 'POST' and len(parts) == 1:
@@ -343,7 +343,7 @@ def _batch_list(self:BatchServer, q:dict) -> dict:
     return {'object': 'list', 'data': [_public(self.batches[i]) for i in page], 'first_id': page[0] if page else None,
             'last_id': page[-1] if page else None, 'has_more': len(ids) > n}
 
-# %% ../nbs/01a_batch.ipynb #00000024
+# %% ../nbs/01a_batch.ipynb #00000025
 @patch
 def _advance(self:BatchServer, b:dict):
     "Move `b` through its states by the time passed since it was created"
@@ -360,7 +360,7 @@ def _advance(self:BatchServer, b:dict):
         if stage >= k and b['status'] in ('validating', 'in_progress')[:k]: b.update(status=st, **{at: int(now)})
     if stage >= 3: self._run_batch(b)
 
-# %% ../nbs/01a_batch.ipynb #00000025
+# %% ../nbs/01a_batch.ipynb #00000026
 @patch
 def _batch_row(self:BatchServer, b:dict, i:int, row:dict) -> tuple[bool, dict]:
     "(answered, output line) of row `i` of batch `b`"
@@ -379,7 +379,7 @@ def _batch_row(self:BatchServer, b:dict, i:int, row:dict) -> tuple[bool, dict]:
     resp = res if isinstance(res, dict) else chat_completion(body, res, logprobs=self.logprobs)
     return True, {**out, 'response': {'status_code': 200, 'request_id': f"req_{b['id']}_{i}", 'body': resp}}
 
-# %% ../nbs/01a_batch.ipynb #00000026
+# %% ../nbs/01a_batch.ipynb #00000027
 @patch
 def _run_batch(self:BatchServer, b:dict):
     "Answer every row of `b`, write its output and error files and end it (completed or expired)"
@@ -397,7 +397,7 @@ def _run_batch(self:BatchServer, b:dict):
     end = 'expired' if b['_fault'] == 'expire' else 'completed'
     b.update(status=end, **{f'{end}_at': int(time.time())}, request_counts={'total': len(rows), 'completed': len(good), 'failed': len(bad)})
 
-# %% ../nbs/01a_batch.ipynb #0000002c
+# %% ../nbs/01a_batch.ipynb #0000002d
 _JOBS_SQL = '''
 CREATE TABLE IF NOT EXISTS llmkd_batches (token TEXT PRIMARY KEY, base_url TEXT NOT NULL, file TEXT, n INTEGER, state TEXT NOT NULL,
   input_file_id TEXT, batch_id TEXT, status TEXT, output_file_id TEXT, error_file_id TEXT, note TEXT, created REAL, updated REAL);
@@ -425,7 +425,7 @@ class BatchJobs:
         "The `keys` waiting in a batch not yet imported"
         return _present(self.con, keys, _PENDING_SQL)
 
-# %% ../nbs/01a_batch.ipynb #0000002d
+# %% ../nbs/01a_batch.ipynb #0000002e
 @patch
 def add(self:BatchJobs, base_url:str, file, keys:list) -> dict:
     "Record a new job for the exported `file` holding `keys` (job and rows in one transaction)"
@@ -458,7 +458,7 @@ def failed(self:BatchJobs, keys:list) -> dict:
                                     f"key NOT IN (SELECT key FROM answers WHERE key IN ({q})) ORDER BY rowid", ks + ks).fetchall())
     return out
 
-# %% ../nbs/01a_batch.ipynb #0000002f
+# %% ../nbs/01a_batch.ipynb #00000030
 def _batch_client(teacher:Teacher, max_retries:int=5, timeout:float=600.):
     "The teacher's openai client with retries for the files and batches calls (same endpoint and key)"
     return teacher._client.with_options(max_retries=max_retries, timeout=timeout)
@@ -489,7 +489,7 @@ def _launch_steps(jobs:BatchJobs, client, job:dict):
         b = client.batches.create(input_file_id=job['input_file_id'], endpoint=BATCH_URL, completion_window='24h', metadata={'llmkd_token': tok})
     jobs.set(tok, state='submitted', batch_id=b.id, status=b.status); job.update(state='submitted', batch_id=b.id, status=b.status)
 
-# %% ../nbs/01a_batch.ipynb #00000030
+# %% ../nbs/01a_batch.ipynb #00000031
 @dataclass
 class BatchReport:
     "What `prefill_batch` did; `failed` {key: reason} lists the requests still without an answer"
@@ -513,7 +513,7 @@ def _collect(teacher, jobs:BatchJobs, client, job:dict, b, rep:BatchReport, disc
     jobs.finish(job['token'], errors, reason, status=b.status, output_file_id=b.output_file_id, error_file_id=b.error_file_id, note=msgs or None)
     if b.status != 'completed': _log.warning(f'batch {b.id} ended {b.status}{": " + msgs if msgs else ""}')
 
-# %% ../nbs/01a_batch.ipynb #00000031
+# %% ../nbs/01a_batch.ipynb #00000032
 def _wait(teacher, jobs:BatchJobs, client, rep:BatchReport, poll_interval:float, max_poll_interval:float, timeout:float|None,
           discount:float, keep_files:bool) -> bool:
     "Poll the submitted jobs of the teacher's endpoint with backoff, importing each as it ends; False on timeout"
@@ -534,7 +534,7 @@ def _wait(teacher, jobs:BatchJobs, client, rep:BatchReport, poll_interval:float,
         if timeout is not None and time.monotonic() - t0 + delay > timeout: return False
         time.sleep(delay); delay = poll_interval if changed else min(max_poll_interval, delay*1.5)
 
-# %% ../nbs/01a_batch.ipynb #00000032
+# %% ../nbs/01a_batch.ipynb #00000033
 def _fresh(rows, jobs:BatchJobs, rep:BatchReport, count:bool, chunk:int=2000):
     "The `(key, body)` rows neither cached, nor waiting in a batch, nor seen before in this run (checked by chunks)"
     c = jobs.con
@@ -558,7 +558,7 @@ def _submit(teacher, jobs:BatchJobs, client, rows, rep:BatchReport, workdir:Path
     er = _write_split(_fresh(rows, jobs, rep, count), stem, limits['max_requests'], limits['max_bytes'], ExportReport(), launch)
     return er.requests
 
-# %% ../nbs/01a_batch.ipynb #00000033
+# %% ../nbs/01a_batch.ipynb #00000034
 def _resume(jobs:BatchJobs, client, base_url:str, rep:BatchReport):
     "Finish the submissions an earlier run left half done; list the batches still open"
     for j in jobs.jobs(base_url):
@@ -573,7 +573,7 @@ def _retry_online(teacher, items, keys:list, rep:BatchReport, **ask_kwargs):
     rep.retried_online = len(todo)
     rep.failed = {k: f'{rep.failed[k]}; online retry: {r}' for k, r in zip(todo, res) if isinstance(r, Exception)}
 
-# %% ../nbs/01a_batch.ipynb #00000035
+# %% ../nbs/01a_batch.ipynb #00000036
 class _Need(Exception):
     "Raised by the probe teacher at the first request missing from the cache"
     def __init__(self, key, body): self.key, self.body = key, body
@@ -596,7 +596,7 @@ def follow_up_requests(teacher:Teacher, # teacher whose cache holds the first an
             if e.key != k: yield e.key, e.body
         except Exception: pass      # the ordinary `ask` reports it
 
-# %% ../nbs/01a_batch.ipynb #00000036
+# %% ../nbs/01a_batch.ipynb #00000037
 def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwargs, *wait_args):
     "Batches of follow-up requests, round after round, until no item needs one (at most max_reasks + n rounds)"
     for _ in range(ask_kwargs.get('max_reasks', 2) + ask_kwargs.get('n', 1)):
@@ -605,14 +605,14 @@ def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwa
         rep.follow_ups += _submit(teacher, jobs, client, iter(rows.items()), rep, workdir, limits, count=False)
         if not _wait(teacher, jobs, client, rep, *wait_args): rep.pending = len(jobs.pending(list(rows))); break
 
-# %% ../nbs/01a_batch.ipynb #00000037
+# %% ../nbs/01a_batch.ipynb #00000038
 def _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount):
     "`InputError` for a wait, round count or discount no run could use"
     check_number(poll_interval, 'poll_interval (seconds)', lo=0); check_number(max_poll_interval, 'max_poll_interval (seconds)', lo=poll_interval)
     if timeout is not None: check_number(timeout, 'timeout (seconds)', lo=0)
     check_number(max_rounds, 'max_rounds', lo=0, integer=True); check_number(discount, 'discount (batch price / online price)', lo=0, hi=1)
 
-# %% ../nbs/01a_batch.ipynb #00000038
+# %% ../nbs/01a_batch.ipynb #00000039
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
                   items, # messages as for `Teacher.map`
                   retry:str|None='online', # rows that fail in a batch: 'online' (`Teacher.map`), 'batch' (new batches) or None (report only)
@@ -649,7 +649,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
     finally: jobs.close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #00000042
+# %% ../nbs/01a_batch.ipynb #00000043
 class BatchTeacher:
     "A teacher whose `map` labels the missing answers through batches first (`prefill_batch`), then reads the cache"
     def __init__(self, teacher:Teacher, # the teacher to wrap
