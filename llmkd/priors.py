@@ -214,7 +214,7 @@ def _names_check(names, expected) -> list:
 # %% ../nbs/02_priors.ipynb #00000019a
 class AttributionAnswer(BaseModel):
     "Step-by-step reasoning, then `scores`: one integer in [-10, 10] per feature; `answer_schema` makes one per task."
-    reasoning: str = Field(description="step-by-step reasoning about the features", json_schema_extra={'maxLength': 3000})  # a hint for grammars, not validated
+    reasoning: str = Field(description="step-by-step reasoning about the features")   # no maxLength: llama-cpp-python 0.3.36 segfaults on its grammar
     expected_features: ClassVar[tuple] = ()
 
     @model_validator(mode='before')
