@@ -2,8 +2,9 @@
 
 An MLP student over 384-d sentence embeddings (the size of all-MiniLM-L6-v2), pseudo-labels with teacher
 confidences, trained with a fastai `Learner` for one epoch at a time: plain (batches `(x, y)`, mean cross-entropy,
-no callback) against the same Learner with `ConfidenceSelector` (batches `(x, y, idx)`) and with the `all`
-baseline (the selector's plumbing without the LLKD math). Time per training step = wall time of the training
+no callback) against the same Learner with `ConfidenceSelector` (batches `(x, y, idx)`), with `ConfidenceSelector`
+on the plain batches (`llkd-s`: the pool index taken from the DataLoader's sampler order, what users of TextDataLoaders,
+TabularDataLoaders or a DataBlock get) and with the `all` baseline (the selector's plumbing without the LLKD math). Time per training step = wall time of the training
 phase of an epoch / its number of batches (data loading, forward, loss, backward, optimiser step, callbacks),
 synchronised at the epoch boundaries only; on CPU it is the thread's CPU time, on CUDA wall time. Runs are interleaved;
 the table reports median times per step and the median over repeats of each repeat's time ratio.
@@ -52,7 +53,7 @@ def make_learners(n, d, c, h, bs, device):
         learn = Learner(dls, student(d, c, h).to(device), loss_func=CrossEntropyLossFlat(), lr=1e-3, cbs=TrainTimer())
         return learn.llkd(conf, **sel) if sel else learn
     return {'plain': learner(plain_dls), 'llkd': learner(sel_dls, strategy='llkd', momentum=0.999, warmup=0.1),
-            'all': learner(sel_dls, strategy='all')}
+            'llkd-s': learner(plain_dls, strategy='llkd', momentum=0.999, warmup=0.1), 'all': learner(sel_dls, strategy='all')}
 
 
 def bench(n, d, c, h, bs, device, repeats):
@@ -64,7 +65,7 @@ def bench(n, d, c, h, bs, device, repeats):
         for learn in learners.values():
             with learn.no_bar(), learn.no_logging(): learn.fit(1)
     times = {k: np.array(l.train_timer.times) for k, l in learners.items()}
-    ratios = {k: float(np.median(times[k] / times['plain'])) for k in ('llkd', 'all')}   # per interleaved repeat
+    ratios = {k: float(np.median(times[k] / times['plain'])) for k in ('llkd', 'llkd-s', 'all')}   # per interleaved repeat
     return {k: float(np.median(t)) for k, t in times.items()}, ratios, len(learners['plain'].dls.train)
 
 
@@ -81,11 +82,11 @@ def main():
     torch.set_num_threads(a.threads)
     dev = torch.cuda.get_device_name() if a.device.startswith('cuda') else f'{platform.processor() or platform.machine()} CPU, {a.threads} thread(s)'
     print(f'device: {dev}; torch {torch.__version__}; pool {a.n} x 384, {a.classes} classes, MLP 384-{a.hidden}-{a.classes}, median of {a.repeats} epochs')
-    print(f"{'bs':>6} {'steps':>6} {'plain ms':>9} {'llkd ms':>8} {'all ms':>7} {'llkd/plain':>11} {'all/plain':>10}")
+    print(f"{'bs':>6} {'steps':>6} {'plain ms':>9} {'llkd ms':>8} {'llkd-s ms':>10} {'all ms':>7} {'llkd/plain':>11} {'llkd-s/plain':>13} {'all/plain':>10}")
     for bs in a.bs:
         t, r, steps = bench(a.n, 384, a.classes, a.hidden, bs, a.device, a.repeats)
-        print(f"{bs:>6} {steps:>6} {1e3*t['plain']:>9.3f} {1e3*t['llkd']:>8.3f} {1e3*t['all']:>7.3f} "
-              f"{r['llkd']:>11.3f} {r['all']:>10.3f}")
+        print(f"{bs:>6} {steps:>6} {1e3*t['plain']:>9.3f} {1e3*t['llkd']:>8.3f} {1e3*t['llkd-s']:>10.3f} {1e3*t['all']:>7.3f} "
+              f"{r['llkd']:>11.3f} {r['llkd-s']:>13.3f} {r['all']:>10.3f}")
 
 
 if __name__ == '__main__': main()

@@ -18,6 +18,7 @@ from fastcore.basics import store_attr, patch
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
+from fastai.callback.mixup import MixHandler
 from fastai.learner import Learner
 from fastai.torch_core import find_bs
 from ..core import InputError, check_finite_array
@@ -112,6 +113,10 @@ class SampleSelector(ColumnsCallback):
 
 # %% ../../nbs/05_callback.selection.ipynb #00000012
 @patch
+def _sample_losses(self:SampleSelector, pred, logp, y):
+    return F.nll_loss(logp, y, reduction='none') if self.sample_loss is None else self.sample_loss(pred, y)
+
+@patch
 def step(self:SampleSelector, pred, y, idx):
     "Selection loss of one training batch (`pred` logits, pseudo-labels `y`, pool indices `idx`); updates the state"
     if self.n_classes is None: self.n_classes = pred.shape[-1]
@@ -125,7 +130,9 @@ def step(self:SampleSelector, pred, y, idx):
     mask = mask.float()
     mw = mask * w if self.weighted else mask
     n_sel, w_sum, n = all_reduce_sum(torch.stack([mask.sum(), mw.sum(), torch.ones_like(c).sum()])).unbind()  # no-op on one process
-    loss_i = F.nll_loss(logp, y, reduction='none') if self.sample_loss is None else self.sample_loss(pred, y)
+    loss_i = self._sample_losses(pred, logp, y)
+    mix = getattr(self, '_mix', None)   # MixUp: the mixed samples' loss, lerped between the two pseudo-labels
+    if mix is not None: loss_i = torch.lerp(self._sample_losses(pred, logp, mix.yb1[0].long().reshape(y.shape)), loss_i, mix.lam)
     w_sum = w_sum.clamp_min(1e-12)
     loss = torch.dot(mw, loss_i) / w_sum
     if world > 1: loss = loss * world
@@ -232,6 +239,7 @@ def before_train(self:SampleSelector):
     self._flush_hist()
     if not self.selecting: return
     self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
+    self._mix = next((c for c in self.learn.cbs if isinstance(c, MixHandler) and getattr(c, 'stack_y', False)), None)
     self._order = None
     if not self._indexed(): self._track_order()
 
@@ -250,9 +258,10 @@ def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
 # %% ../../nbs/05_callback.selection.ipynb #b98562a6
 @patch
 def after_train(self:SampleSelector):
-    self._untrack_order()
+    self._untrack_order(); self._mix = None
     if not self.selecting: return
-    self.learn.loss_func, self.old_lf = self.old_lf, None
+    if self.learn.loss_func == self._loss: self.learn.loss_func = self.old_lf   # (MixUp, before us, restored its own)
+    self.old_lf = None
     epoch = self._flush_hist()
     self._epoch_frac = float('nan') if epoch is None else float(epoch[:, 0].mean())
     self.sync_used()
