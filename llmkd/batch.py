@@ -578,12 +578,19 @@ class _Need(Exception):
     "Raised by the probe teacher at the first request missing from the cache"
     def __init__(self, key, body): self.key, self.body = key, body
 
+class _Looking:
+    "The teacher's cache as the probe sees it: it looks, it never rejects (the real `ask` later does)"
+    def __init__(self, cache): self._cache = cache
+    def __contains__(self, key): return key in self._cache
+    def reject(self, *args, **kwargs): pass
+    def __getattr__(self, name): return getattr(self._cache, name)
+
 def follow_up_requests(teacher:Teacher, # teacher whose cache holds the first answers
                        items, # messages, as for `Teacher.map`
                        keys:list, # cache key of each item's first request (from `batch_requests`)
                        **ask_kwargs): # as for `ask`
     "Yield `(key, body)` of the next request (re-ask or top-up) `ask` would send for the items whose first answer is cached"
-    probe = copy.copy(teacher)
+    probe = copy.copy(teacher); probe.cache = _Looking(teacher.cache)
     complete = type(teacher)._complete.__get__(probe)
     def _complete(req, usage, part=0):
         key = request_key(probe.base_url, req, part)

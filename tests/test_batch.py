@@ -320,3 +320,14 @@ def test_batch_gone_at_the_endpoint_counts_as_failed_and_is_retried(tmp_path):
         assert (rep.submitted, len(rep.failed)) == (0, 5) and set(rep.failed.values()) == {'batch batch_2 not found at the endpoint'}
         rep = prefill_batch(t, ITEMS[:5], retry='online', poll_interval=0.01, timeout=0.05)   # a rerun submits them again
         assert (rep.submitted, rep.pending) == (5, 5)
+
+
+def test_answers_that_never_validate_fail_as_online_without_online_requests(tmp_path):
+    "Every answer invalid: the first request and max_reasks re-asks go in batches; map then raises as online would, sending nothing"
+    from llmkd.teacher import StructuredOutputError
+    with BatchServer(lambda b: 'not JSON') as srv:
+        t = teacher(srv, tmp_path)
+        rep = prefill_batch(t, ITEMS[:6], schema=Topic, max_reasks=2, poll_interval=0.01)
+        assert (rep.submitted, rep.follow_ups, len(srv.batch_rows)) == (6, 12, 18)
+        got = t.map(ITEMS[:6], schema=Topic, max_reasks=2, progress=False, return_exceptions=True)
+        assert srv.requests == [] and all(isinstance(a, StructuredOutputError) for a in got)
