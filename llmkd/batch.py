@@ -660,12 +660,15 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
 class BatchTeacher:
     "A teacher whose `map` labels the missing answers through batches first (`prefill_batch`), then reads the cache"
     def __init__(self, teacher:Teacher, # the teacher to wrap
+                 online_below:int=0, # a `map` of at most this many items goes online (1: `pseudo_label`'s one-text probe does not wait a batch)
                  **batch_kwargs): # `prefill_batch` options: retry, poll_interval, timeout, max_requests, ...
-        self.teacher, self.batch_kwargs, self.reports = teacher, batch_kwargs, []
+        check_number(online_below, 'online_below', lo=0, integer=True)
+        self.teacher, self.online_below, self.batch_kwargs, self.reports = teacher, online_below, batch_kwargs, []
 
     def map(self, items, progress:bool=True, return_exceptions:bool=False, **kwargs) -> list:
         "`Teacher.map` after the answers were put in the cache through batches; raises if batches are still running"
         items = list(items)
+        if len(items) <= self.online_below: return self.teacher.map(items, progress=progress, return_exceptions=return_exceptions, **kwargs)
         rep = prefill_batch(self.teacher, items, **{**self.batch_kwargs, **kwargs}); self.reports.append(rep)
         if rep.pending: raise BatchError(f'{rep.pending} requests are still in batches {rep.batches} (timeout reached): '
                                          'run again later to resume polling; nothing will be submitted twice')

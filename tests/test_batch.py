@@ -331,3 +331,13 @@ def test_answers_that_never_validate_fail_as_online_without_online_requests(tmp_
         assert (rep.submitted, rep.follow_ups, len(srv.batch_rows)) == (6, 12, 18)
         got = t.map(ITEMS[:6], schema=Topic, max_reasks=2, progress=False, return_exceptions=True)
         assert srv.requests == [] and all(isinstance(a, StructuredOutputError) for a in got)
+
+
+def test_batch_teacher_online_below_sends_small_maps_online(tmp_path):
+    from llmkd.pseudolabel import pseudo_label
+    with BatchServer(answer) as srv:
+        bt = BatchTeacher(teacher(srv, tmp_path), online_below=1, poll_interval=0.01)
+        df = pseudo_label(ITEMS[:20], ['sport', 'tech'], teacher=bt, progress=False)
+        assert (len(srv.requests), len(srv.batch_rows), len(srv.batches)) == (1, 19, 1)    # the one-text probe online, the rest in one batch
+        assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(20)]
+    with pytest.raises(ValueError, match='online_below must be a finite integer'): BatchTeacher(bt.teacher, online_below=-1)
