@@ -90,14 +90,18 @@ def page_problems(dom:str, names=()) -> list[str]:
     bad += [f'entry `{n}` shown {k} times' for n, k in counts.items() if k > 1 and n not in names]
     for n, block in entries:
         if n.rsplit('.', 1)[-1] in EVENTS and '<p' not in block: bad.append(f'callback event `{n}` shown without a docstring')
-    for pat, what in [(r'__main__\.', '`__main__.` in a signature'), (r'(?<![\w])_from_\w+', 'private `_from_` name'),
-                      (r'NoneType', '`NoneType` in a signature')]:
-        bad += [f'{what}: ...{text[max(0, m.start()-40):m.end()+20]}...' for m in re.finditer(pat, text)][:3]
-    bad += [f'text progress bar: {m.group(0)!r}' for m in PROGRESS.finditer(body)][:3]
+    def found(what, hits):
+        "One line for all distinct hits of one kind."
+        hits = list(dict.fromkeys(hits))
+        if hits: bad.append(f'{what} ({len(hits)}): ' + ' | '.join(hits))
+    found('`__main__.` in signatures', re.findall(r'__main__\.\w+', text))
+    found('private `_from_` names', re.findall(r'(?<![\w])_from_\w+', text))
+    found('`NoneType` in signatures (annotate the parameter)', [f'{n}:NoneType' for n in re.findall(r'(\w+)\s*:\s*NoneType', text)] + re.findall(r'\w+\[[^\]]*NoneType\]', text))
+    found('text progress bars', [m.group(0) for m in PROGRESS.finditer(body)])
     if '<progress' in dom: bad.append('a saved progress bar widget')
-    bad += [f'machine path: ...{body[max(0, m.start()-30):m.end()+30]}...' for m in re.finditer(r'/(?:work|home|root|tmp)/\S+|site-packages', body)][:3]
-    n_err = len(re.findall(r'class="cell-output cell-output-stderr"', dom))
-    if n_err: bad.append(f'{n_err} saved stderr output(s) (warnings?)')
+    found('machine paths', re.findall(r'/(?:work|home|root|tmp)/\S+|\S*site-packages\S*', body))
+    found('saved stderr outputs (warnings? filter them in the notebook and say why)',
+          [text_of(m)[:90].strip() for m in re.findall(r'class="cell-output cell-output-stderr">(.*?)</div>', dom, flags=re.S)])
     has_math = 'katex.min.js' in dom or 'class="katex' in dom
     if re.search(r'\\\[|\\\(', body): bad.append('raw TeX (\\[ or \\() in the page text' + ('' if has_math else ' and no KaTeX loaded'))
     if has_math and 'class="katex' not in dom: bad.append('KaTeX is loaded but rendered no math')

@@ -6,7 +6,7 @@ into the site and referenced by relative URLs, and links to API entries point at
 Usage: python tools/docs.py [--check]   (the site lands in _docs/; --check fails on links that lead nowhere, on
 backticked names whose link does not resolve, and on anything loaded from a CDN)
 """
-import os, re, shutil, subprocess, sys, tomllib
+import ast, os, re, shutil, subprocess, sys, tomllib
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse, unquote
@@ -19,11 +19,18 @@ root = Path(__file__).resolve().parent.parent
 KATEX_CDN = re.compile(r'https://cdn\.jsdelivr\.net/npm/katex@[\d.]+/dist')
 KATEX_FILES = ['katex.min.css', 'katex.min.js', 'contrib/auto-render.min.js', 'fonts']
 
-_do_eval = nbdev.processors._do_eval
+_do_eval, skipped = nbdev.processors._do_eval, []
 def _do_eval_unflagged(cell):
-    "nbdev's rule for the cells to run while rendering docs, but never a cell flagged slow, llm or cuda."
+    "nbdev's rule for the cells to run while rendering docs, but never a cell flagged slow, llm or cuda, nor one mixing imports with code."
     flags = set(get_config().tst_flags.split())
-    return None if flags & set(getattr(cell, 'directives_', {})) else _do_eval(cell)
+    if flags & set(getattr(cell, 'directives_', {})): return None
+    if cell.cell_type == 'code' and cell.source and not cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}:
+        try: trees = cell.parsed_()
+        except Exception: trees = None
+        tl = nbdev.processors._tl_contains
+        if trees and tl(trees, (ast.Import, ast.ImportFrom)) and tl(trees, (ast.Expr, ast.Assign)):
+            skipped.append(cell.source.strip().splitlines()[0][:100]); return None   # nbdev would run the whole cell: examples and tests too
+    return _do_eval(cell)
 nbdev.processors._do_eval = _do_eval_unflagged
 
 def katex_dir() -> Path:
@@ -130,10 +137,12 @@ def build(check=False):
     site_url = cfg.doc_host.rstrip('/') + cfg.doc_baseurl.rstrip('/') + '/'
     names = localize(cfg.doc_path, site_url, katex)
     print(f'site written to {cfg.doc_path}: KaTeX served from site_libs/katex, {len(names)} links to API entries')
+    if skipped: print(f'{len(skipped)} cell(s) mixing imports with code were not run while rendering: ' + '; '.join(skipped))
     if check:
         bad = broken_links(cfg.doc_path, site_url)
         if not names: bad.append('no backticked name links to an API entry: is the nbdev entry point of llmkd installed? (pip install -e .)')
         bad += [f'{b} (loaded from a CDN)' for b in cdn_refs(cfg.doc_path)]
+        bad += [f'a cell mixes imports with code, so rendering the docs would run it (not run; move its imports to a cell of their own): {s}' for s in skipped]
         if bad: sys.exit('docs check failed:\n' + '\n'.join(bad))
         print(f'no broken links between pages; all {len(names)} name links resolve; nothing loaded from a CDN')
 
