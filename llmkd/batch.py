@@ -163,6 +163,11 @@ class ImportReport:
     "What `import_batch_output` did: `imported` answers, `errors` {custom_id: reason}, `bad_lines` (unreadable JSON)"
     imported:int=0; errors:dict=field(default_factory=dict); bad_lines:int=0
     prompt_tokens:int=0; completion_tokens:int=0
+    def __repr__(self): return f'ImportReport({self.imported} imported, {len(self.errors)} errors{_first(self.errors)}, {self.bad_lines} bad lines)'
+
+def _first(errors:dict, n:int=2) -> str:
+    "The first `n` {key: reason} entries, keys shortened, for a one-line summary"
+    return f" ({'; '.join(f'{k[:10]}...: {v}' for k, v in list(errors.items())[:n])}{'; ...' if len(errors) > n else ''})" if errors else ''
 
 def _lines(source):
     "Lines of a file path, or the items of an iterable of lines"
@@ -497,6 +502,10 @@ class BatchReport:
     retried_online:int=0; retried_batch:int=0; follow_ups:int=0
     failed:dict=field(default_factory=dict); batches:list=field(default_factory=list)
     usage:Usage=field(default_factory=Usage) # tokens of the imported answers; `cost` at the batch price
+    def __repr__(self):
+        return (f'BatchReport({self.items} items: {self.cached} cached, {self.submitted} submitted, {self.resumed} resumed, '
+                f'{self.imported} imported, {self.follow_ups} follow-ups, {self.pending} pending, retried {self.retried_online} '
+                f'online and {self.retried_batch} in batches, {len(self.failed)} failed{_first(self.failed)}; {len(self.batches)} batches)')
 
 def _collect(teacher, jobs:BatchJobs, client, job:dict, b, rep:BatchReport, discount:float):
     "Import the output and error files of the ended batch `b` and close `job`"
