@@ -135,6 +135,16 @@ def _reply(idx, a) -> TeacherReply:
     return TeacherReply(idx, a.parsed, _get(u, 'prompt_tokens'), _get(u, 'completion_tokens'),
                         None if a.parsed is not None else 'the answer has no structured revision')
 
+def _raise_if_down(reqs, answers, replies, usage):
+    "Raise `ELADTeacherError` when an item failed for another reason than an answer that never validated."
+    from llmkd.teacher import StructuredOutputError
+    down = [(r.idx, a) for r, a in zip(reqs, answers) if isinstance(a, BaseException) and not isinstance(a, StructuredOutputError)]
+    if not down: return
+    i, e = down[0]
+    raise ELADTeacherError(f'the teacher failed on {len(down)} of {len(reqs)} items (first, pool item {i}: {type(e).__name__}: {e}); '
+                           "fix the endpoint, or pass on_error='record' to LLMTeacher to record failed items and go on",
+                           replies, usage) from e
+
 # %% ../../nbs/07c_elad.loop.ipynb #00000019
 class LLMTeacher:
     "Teacher revisions from an LLM through `llmkd.teacher.Teacher`, with a structured `TeacherRevision` answer."
@@ -153,25 +163,16 @@ class LLMTeacher:
     @property
     def max_cost(self): return self.max_tokens * (1 + self.max_reasks)
 
-# %% ../../nbs/07c_elad.loop.ipynb #0000001a
-@patch
-def __call__(self:LLMTeacher, reqs:Sequence[RevisionRequest]) -> tuple[list[TeacherReply], dict]:
-    "Replies for `reqs` and the usage this call added to the teacher's counters."
-    from llmkd.teacher import StructuredOutputError
-    keys = ('requests', 'prompt_tokens', 'completion_tokens')
-    before = {k: _get(self.teacher.usage, k) for k in keys}
-    kw = dict(temperature=0, progress=False) | self.ask_kwargs
-    answers = self.teacher.map([revision_messages(r, self.mode) for r in reqs], schema=TeacherRevision, max_tokens=self.max_tokens,
-                               max_reasks=self.max_reasks, return_exceptions=True, **kw)
-    replies = [_reply(r.idx, a) for r, a in zip(reqs, answers)]
-    usage = {k: _get(self.teacher.usage, k) - before[k] for k in keys}
-    down = [(r.idx, a) for r, a in zip(reqs, answers) if isinstance(a, BaseException) and not isinstance(a, StructuredOutputError)]
-    if down and self.on_error == 'raise':
-        i, e = down[0]
-        raise ELADTeacherError(f'the teacher failed on {len(down)} of {len(reqs)} items (first, pool item {i}: {type(e).__name__}: {e}); '
-                               "fix the endpoint, or pass on_error='record' to LLMTeacher to record failed items and go on",
-                               replies, usage) from e
-    return replies, usage
+    def __call__(self, reqs:Sequence[RevisionRequest]) -> tuple[list[TeacherReply], dict]:
+        "Replies for `reqs` and the usage this call added to the teacher's counters."
+        keys = ('requests', 'prompt_tokens', 'completion_tokens')
+        before = {k: _get(self.teacher.usage, k) for k in keys}
+        answers = self.teacher.map([revision_messages(r, self.mode) for r in reqs], schema=TeacherRevision, max_tokens=self.max_tokens,
+                                   max_reasks=self.max_reasks, return_exceptions=True, **(dict(temperature=0, progress=False) | self.ask_kwargs))
+        replies = [_reply(r.idx, a) for r, a in zip(reqs, answers)]
+        usage = {k: _get(self.teacher.usage, k) - before[k] for k in keys}
+        if self.on_error == 'raise': _raise_if_down(reqs, answers, replies, usage)
+        return replies, usage
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001c
 class LMStudent:
