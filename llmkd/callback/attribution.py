@@ -40,7 +40,7 @@ def transform_prior(scores, # prior scores, (F,) or (F, C): one column per class
 # %% ../../nbs/03_callback.attribution.ipynb #0000000c
 def select_output(out:torch.Tensor, # model output, (*lead,), (*lead, 1) or (*lead, C)
                   lead:tuple, # the input's leading shape, x.shape[:-1]
-                  target=None # None (one logit), int column, or per-sample class indices of shape `lead`
+                  target:int|torch.Tensor|None=None # None (one logit), int column, or per-sample class indices of shape `lead`
                  ) -> torch.Tensor: # (*lead,) the per-sample scalar to attribute
     "The per-sample output to attribute: the logit, column `target`, or the logit at per-sample `target`."
     if out.shape == lead: return out
@@ -50,8 +50,9 @@ def select_output(out:torch.Tensor, # model output, (*lead,), (*lead, 1) or (*le
     if isinstance(target, int): return out[..., target]
     return out.gather(-1, torch.as_tensor(target, device=out.device).long().reshape(*lead, 1))[..., 0]
 
+# %% ../../nbs/03_callback.attribution.ipynb #50dd8857
 def prior_logit(out:torch.Tensor, lead:tuple, n_classes:int, # classes the prior scores (1: binary)
-                y=None, # per-sample classes (multi-class prior)
+                y:torch.Tensor|None=None, # per-sample classes (multi-class prior)
                 pos:int=1 # binary prior on two logits: the column of the prior's class
                ) -> torch.Tensor: # (*lead,)
     "The per-sample output a prior scores: the logit, the log-odds of class `pos` of two logits, or the logit of class `y`."
@@ -63,17 +64,17 @@ def prior_logit(out:torch.Tensor, lead:tuple, n_classes:int, # classes the prior
                      "one or two logits, a prior with C classes needs C outputs.")
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000000d
-def input_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:bool=True) -> torch.Tensor:
+def input_gradient(model:nn.Module, x:torch.Tensor, target:int|torch.Tensor|None=None, create_graph:bool=True) -> torch.Tensor:
     "Per-sample gradient of the selected output w.r.t. `x`, same shape as `x`."
     x = x.detach().requires_grad_()
     f = select_output(model(x), x.shape[:-1], target)
     return torch.autograd.grad(f.sum(), x, create_graph=create_graph)[0]
 
-def mean_input_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:bool=True) -> torch.Tensor:
+def mean_input_gradient(model:nn.Module, x:torch.Tensor, target:int|torch.Tensor|None=None, create_graph:bool=True) -> torch.Tensor:
     "The paper's attribution: batch mean of the input gradient, (F,) or (R, F) for a stacked model."
     return input_gradient(model, x, target, create_graph).mean(-2)
 
-def input_x_gradient(model:nn.Module, x:torch.Tensor, target=None, create_graph:bool=True) -> torch.Tensor:
+def input_x_gradient(model:nn.Module, x:torch.Tensor, target:int|torch.Tensor|None=None, create_graph:bool=True) -> torch.Tensor:
     "Per-sample input x gradient, same shape as `x`."
     return x * input_gradient(model, x, target, create_graph)
 
@@ -85,8 +86,8 @@ def _interpolate(x, baseline, n_steps):
     return pts.movedim(0, -3).flatten(-3, -2)
 
 # %% ../../nbs/03_callback.attribution.ipynb #00000012
-def integrated_gradients(model:nn.Module, x:torch.Tensor, target=None,
-                         baseline=None, # default zeros; a tensor broadcastable to `x`
+def integrated_gradients(model:nn.Module, x:torch.Tensor, target:int|torch.Tensor|None=None,
+                         baseline:torch.Tensor|None=None, # default zeros; a tensor broadcastable to `x`
                          n_steps:int=20, # midpoint Riemann steps (one batched forward of n_steps*N rows)
                          create_graph:bool=True) -> torch.Tensor:
     "Integrated gradients along the straight path from `baseline`, differentiable w.r.t. the weights."
@@ -126,8 +127,8 @@ def _penalty_from_means(g, count, target) -> tuple:
 # %% ../../nbs/03_callback.attribution.ipynb #0000001a
 def penalty_from_attributions(attr:torch.Tensor, # per-sample attributions (R, N, F)
                               target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
-                              group=None, # per-sample class index (R, N) when K > 1, else None
-                              values=None, # per-sample input values (R, N, F): per-sample targets t * x_i
+                              group:torch.Tensor|None=None, # per-sample class index (R, N) when K > 1, else None
+                              values:torch.Tensor|None=None, # per-sample input values (R, N, F): per-sample targets t * x_i
                               sync:bool=False, # under torch.distributed: means over the samples of all processes
                              ) -> tuple: # penalty and cosine per repetition, each (R,)
     "LAAT penalty: batch-mean attribution against the prior (per class), or per-sample when `values` given."
@@ -148,7 +149,7 @@ def _groups(x, target, y):
 def penalty_from_output(out:torch.Tensor, # model output computed from `x`
                         x:torch.Tensor, # input (N, F) or (R, N, F) that requires grad
                         target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
-                        y=None, # class indices (N,) / (R, N): needed when K > 1
+                        y:torch.Tensor|None=None, # class indices (N,) / (R, N): needed when K > 1
                         method:str='input_grad', # 'input_grad' or 'input_x_grad'
                         sync:bool=False, # under torch.distributed: batch means over all processes
                        ) -> tuple: # penalty and cosine per repetition, each (R,)
@@ -189,9 +190,9 @@ def _linear_class_means(lin, h, f, group, K:int, sync:bool=False) -> tuple:
 # %% ../../nbs/03_callback.attribution.ipynb #0000001f
 def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) for a stacked model
                  target:torch.Tensor, # unit prior directions (F, K), from `transform_prior`
-                 y=None, # class indices (N,) / (R, N): needed when K > 1 (true-class logit against that class)
+                 y:torch.Tensor|None=None, # class indices (N,) / (R, N): needed when K > 1 (true-class logit against that class)
                  method:str='input_grad', # 'input_grad' (paper), 'input_x_grad' or 'integrated_gradients'
-                 n_steps:int=20, baseline=None, # integrated gradients only
+                 n_steps:int=20, baseline:torch.Tensor|None=None, # integrated gradients only
                  linear_shortcut:bool=True, # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
                  sync:bool=False, # under torch.distributed: batch means over the samples of all processes
                 ) -> tuple: # penalty and cosine per repetition, each (R,) ((1,) for an unstacked model)
@@ -308,7 +309,7 @@ class AttributionRegularizer(ColumnsCallback):
                  classes:list|None=None, # class names of the model's outputs in order (default: `dls.vocab`)
                  exclude:list|None=None, # model inputs to leave out of the penalty
                  sync:bool=True, # under torch.distributed: batch means over all processes (False: per-process means)
-                 n_steps:int=20, baseline=None, # integrated gradients: midpoint steps and baseline (default zeros)
+                 n_steps:int=20, baseline:torch.Tensor|None=None, # integrated gradients: midpoint steps and baseline (default zeros)
                  linear_shortcut:bool=True): # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
         if method not in _methods: raise InputError(f"Unknown method {method!r}: use one of {_methods}.")
         store_attr(); self._handles, self.target = [], None
@@ -493,14 +494,17 @@ def before_fit(self:AttributionRegularizer):
 
 @patch
 def before_epoch(self:AttributionRegularizer):
+    "The epoch's gamma (`gamma_decay`)."
     self.cur_gamma = self.gamma * (self.gamma_decay ** self.epoch if self.gamma_decay else 1.)
 
 @patch
 def before_train(self:AttributionRegularizer):
+    "Zero the epoch's sums and the NaN flag, on the device."
     self._tot, self._n, self._finite = torch.zeros(3, device=self.target.device), 0, torch.ones((), dtype=torch.bool, device=self.target.device)
 
 @patch
 def before_batch(self:AttributionRegularizer):
+    "Forget the last batch's captured inputs."
     self._x, self._io, self._amp, self._embs = None, None, False, [None] * len(self._cat_sel)
 
 # %% ../../nbs/03_callback.attribution.ipynb #5148dcb1
@@ -531,13 +535,17 @@ def _fail(self:AttributionRegularizer, e):
     self._unhook(); self.remove_columns(); raise e
 
 @patch
-def after_fit(self:AttributionRegularizer): self._unhook(); self.remove_columns()
+def after_fit(self:AttributionRegularizer):
+    "Remove the hooks and the columns."
+    self._unhook(); self.remove_columns()
 @patch
-def after_cancel_fit(self:AttributionRegularizer): self._unhook(); self.remove_columns()
+def after_cancel_fit(self:AttributionRegularizer):
+    "Remove the hooks and the columns."
+    self._unhook(); self.remove_columns()
 
 # %% ../../nbs/03_callback.attribution.ipynb #b164d482
 @patch
-def attributions(self:AttributionRegularizer, xb=None, y=None) -> torch.Tensor:
+def attributions(self:AttributionRegularizer, xb:tuple|None=None, y:torch.Tensor|None=None) -> torch.Tensor:
     "Batch-mean attributions (K, F) or (R, K, F) stacked, on a batch (default: one training batch); inputs as `feature_names`."
     if xb is None:
         b = self.dls.train.one_batch(); n = getattr(self.dls, 'n_inp', len(b) - 1)

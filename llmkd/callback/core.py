@@ -50,6 +50,7 @@ class ColumnMetric(Metric):
 class ColumnsCallback(Callback):
     "Base of callbacks that log `columns`: a `ColumnMetric` each, in `learn.metrics` for the length of a fit only."
     columns = ()   # column names (a property in a subclass when they depend on the data)
+    def __init__(self): pass
     def add_columns(self):
         "Call in `before_fit` (the callback's order must be below the Recorder's 50, which names columns there)."
         self.remove_columns(); self.column_values = None

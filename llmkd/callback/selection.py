@@ -26,7 +26,7 @@ from .core import ColumnsCallback, fitting, world_size, all_reduce_sum
 import fastai.callback.progress  # Learner.no_bar
 
 # %% auto #0
-__all__ = ['selectors', 'IndexedDataset', 'TensorDL', 'selection_dls', 'normalized_entropy', 'SampleSelector', 'find_dev',
+__all__ = ['selectors', 'IndexedDataset', 'TensorDL', 'selection_dls', 'normalized_entropy', 'SampleSelector',
            'ConfidenceSelector', 'AllLabelsSelector', 'FixedThresholdSelector', 'RandomSubsetSelector']
 
 # %% ../../nbs/05_callback.selection.ipynb #00000006
@@ -57,10 +57,10 @@ def selection_dls(x, # Pool inputs (N, ...), e.g. frozen sentence embeddings
                   x_valid, # Validation inputs
                   y_valid, # Gold validation labels
                   bs=256, # Training batch size
-                  valid_bs=None, # Validation batch size (default `2*bs`)
+                  valid_bs:int|None=None, # Validation batch size (default `2*bs`)
                   shuffle=True, # Shuffle the pool each epoch
                   drop_last=False, # Drop the last incomplete training batch
-                  device=None): # Device of the batches (default: where the tensors are)
+                  device:str|torch.device|None=None): # Device of the batches (default: where the tensors are)
     "`DataLoaders` whose training batches are `(x, y_pseudo, idx)` and validation batches `(x, y)`"
     if len(x) != len(y_pseudo): raise ValueError(f'x has {len(x)} rows but y_pseudo has {len(y_pseudo)}: give one pseudo-label per pool sample.')
     train = TensorDL(IndexedDataset(TensorDataset(x, torch.as_tensor(y_pseudo).long())), bs=bs, shuffle=shuffle, drop_last=drop_last)
@@ -87,8 +87,8 @@ class SampleSelector(ColumnsCallback):
     columns = ('sel_frac', 'pool_used')
     def __init__(self, conf, # Teacher confidence per training item: array in the items' order, or a Series keyed by the DataFrame's index
                  weighted=True, # Weight the selected samples by `select`'s raw weights (False: plain mean)
-                 sample_loss=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
-                 n_classes=None): # Number of classes (default: width of the model output)
+                 sample_loss:callable|None=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
+                 n_classes:int|None=None): # Number of classes (default: width of the model output)
         self.conf_in = conf if isinstance(conf, pd.Series) else None
         self.conf = _conf_values(conf)
         store_attr('weighted,sample_loss,n_classes')
@@ -212,14 +212,14 @@ def _batch_idx(self:SampleSelector):
     "Pool indices of the current training batch, sliced on the device from the epoch's order (one copy per epoch)"
     if self._order is None: raise InputError("The training DataLoader is not a fastai DataLoader that samples by index: "
         "build it with fastai (DataBlock, TextDataLoaders, TabularDataLoaders, ...), with selection_dls, or wrap the dataset in IndexedDataset.")
-    if self._order_dev is None: self._order_dev = self._order.to(self.conf.device if self.conf.device.type != 'cpu' else find_dev(self.xb))
+    if self._order_dev is None: self._order_dev = self._order.to(self.conf.device if self.conf.device.type != 'cpu' else _find_dev(self.xb))
     bs, n = self.dl.bs, find_bs(self.yb)
     idx = self._order_dev[self.iter * bs: self.iter * bs + n]
     if len(idx) != n: raise InputError(f"Batch {self.iter} has {n} items but the sampler gave {len(idx)} indices: "
                                        "use a DataLoader whose batches are consecutive chunks of its `get_idxs`, or an IndexedDataset.")
     return idx
 
-def find_dev(b):
+def _find_dev(b):
     "Device of the first tensor in a batch"
     for t in b:
         if isinstance(t, torch.Tensor): return t.device
@@ -228,6 +228,7 @@ def find_dev(b):
 # %% ../../nbs/05_callback.selection.ipynb #3f84177d
 @patch
 def before_fit(self:SampleSelector):
+    "Skip validate/get_preds/lr_find; match `conf` to the training items, add the columns, resolve the warm-up."
     if self.old_lf is not None: self.learn.loss_func, self.old_lf = self.old_lf, None  # a fit that crashed
     self._untrack_order()
     self.selecting = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
@@ -236,6 +237,7 @@ def before_fit(self:SampleSelector):
 
 @patch
 def before_train(self:SampleSelector):
+    "Swap in the selection loss; track the sampler's order when the batches carry no index."
     self._flush_hist()
     if not self.selecting: return
     self.old_lf, self.learn.loss_func = self.learn.loss_func, self._loss
@@ -245,6 +247,7 @@ def before_train(self:SampleSelector):
 
 @patch
 def before_batch(self:SampleSelector):
+    "The batch's pool index: split off an indexed batch, or sliced from the sampler's order."
     self._idx = None
     if self._indexed():
         b = (*self.xb, *self.yb)
@@ -258,6 +261,7 @@ def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
 # %% ../../nbs/05_callback.selection.ipynb #b98562a6
 @patch
 def after_train(self:SampleSelector):
+    "Restore the loss function; the epoch's selected fraction and pool use (one host sync)."
     self._untrack_order(); self._mix = None
     if not self.selecting: return
     if self.learn.loss_func == self._loss: self.learn.loss_func = self.old_lf   # (MixUp, before us, restored its own)
@@ -268,16 +272,21 @@ def after_train(self:SampleSelector):
     self.column_values = [self._epoch_frac, float(self.used.float().mean())]
 
 @patch
-def after_cancel_train(self:SampleSelector): self.after_train()
+def after_cancel_train(self:SampleSelector):
+    "Restore the loss function, as `after_train`."
+    self.after_train()
 
 @patch
 def after_fit(self:SampleSelector):
+    "Restore the loss function and remove the columns."
     self._untrack_order()
     if self.old_lf is not None: self.learn.loss_func, self.old_lf = self.old_lf, None
     self.remove_columns()
 
 @patch
-def after_cancel_fit(self:SampleSelector): self.after_fit()
+def after_cancel_fit(self:SampleSelector):
+    "Restore the loss function and remove the columns."
+    self.after_fit()
 
 # %% ../../nbs/05_callback.selection.ipynb #3d493e00
 def _schedule_epochs(learn) -> int:
@@ -294,12 +303,12 @@ class ConfidenceSelector(SampleSelector):
     def __init__(self, conf, # Teacher confidence of every pool sample (N,)
                  momentum=0.999, # EMA momentum m of the thresholds (FreeMatch uses 0.999)
                  warmup=0.1, # Teacher-only steps: an int number of steps, or a float share of the first schedule's steps (`fine_tune`: both phases)
-                 tau_t_init=None, # Initial global teacher threshold (default 1/C)
-                 tau_s_init=None, # Initial global student threshold (default 1/C)
+                 tau_t_init:float|None=None, # Initial global teacher threshold (default 1/C)
+                 tau_s_init:float|None=None, # Initial global student threshold (default 1/C)
                  per_class=True, # Scale the thresholds per class by cbar(y)/max cbar (False: one global threshold)
                  weighted=True, # Weight the selected samples by c*u (False: plain mean over the selected)
-                 sample_loss=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
-                 n_classes=None): # Number of classes (default: width of the model output)
+                 sample_loss:callable|None=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
+                 n_classes:int|None=None): # Number of classes (default: width of the model output)
         super().__init__(conf, weighted=weighted, sample_loss=sample_loss, n_classes=n_classes)
         if not 0 <= momentum < 1: raise ValueError(f'momentum={momentum} must be in [0, 1).')
         if isinstance(warmup, float) and not 0 <= warmup < 1: raise ValueError(f'warmup={warmup}: a float is a share of the steps in [0, 1); pass an int for a number of steps.')
@@ -424,7 +433,7 @@ def pool_uncertainty(self:ConfidenceSelector):
     return normalized_entropy(logits), y
 
 @patch
-def plot_selection(self:ConfidenceSelector, u=None, y=None, # Pool uncertainty and pseudo-labels (default: from the Learner)
+def plot_selection(self:ConfidenceSelector, u=None, y:torch.Tensor|None=None, # Pool uncertainty and pseudo-labels (default: from the Learner)
                    classes=None, max_points=3000, figsize=None):
     "Teacher confidence vs student uncertainty per pseudo-label class, the region selected now shaded"
     if u is None: u, y = self.pool_uncertainty()
