@@ -269,11 +269,12 @@ def label_schema(classes:Sequence[str], verbalized:bool=False):
 # %% ../nbs/04_pseudolabel.ipynb #0000002d
 _EDGE = ' \t\n"\'`*'
 
-def _labels_for(cand:str, classes:Sequence[str]) -> list[str]:
-    "Labels an answer (prefix) `cand` stands for, ignoring case: the label itself, labels it begins, or a label it extends ('Sports', 'Technology')."
+def _labels_for(cand:str, classes:Sequence[str], min_chars:int=3) -> list[str]:
+    "Labels an answer (prefix) `cand` stands for, ignoring case: the label itself, labels it begins (`min_chars`+ letters), or a label it extends ('Sports')."
     c = re.sub(r'[^\w]+$', '', cand.strip(_EDGE)).lower() if cand.strip(_EDGE) else ''
     if not c: return []
-    for test in (lambda l: l == c, lambda l: l.startswith(c), lambda l: c.startswith(l)):
+    tests = (lambda l: l == c, lambda l: len(c) >= min(min_chars, len(l)) and l.startswith(c), lambda l: c.startswith(l))
+    for test in tests:
         if ls := [l for l in classes if test(l.lower())]: return ls
     return []
 
@@ -346,44 +347,77 @@ def _label_start(text:str, label:str|None) -> int:
 
 
 # %% ../nbs/04_pseudolabel.ipynb #00000031
-def _walk(tokens, pos:int, label:str|None, classes:Sequence[str]):
-    "Label masses along the answered label's tokens: (mass {label: p}, bound {label: log upper bound}, log p of the answered path)."
+def _consistent(text:str, classes:Sequence[str]) -> set:
+    "Labels an answer that starts with `text` can still become (ignoring case)."
+    t = text.lower()
+    return {l for l in classes if l.lower().startswith(t) or t.startswith(l.lower())}
+
+def _step(t, pre:str, done:str, label, alive:set, classes) -> tuple[float, dict, set]:
+    "One position: mass of the answered branch, {label: mass} of the alternatives leaving it, and the labels the answered token keeps."
+    keep = alive & _consistent(done + t.token[len(pre):], classes) if label is not None else set()
+    mine, other = (math.exp(t.logprob) if label is not None else 0.), {}
+    alts = {a: lp for a, lp in t.top.items() if label is None or a != t.token}
+    if label is None: alts.setdefault(t.token, t.logprob)
+    for a, lp in alts.items():
+        a = a[len(pre):] if pre and a.startswith(pre) else a.lstrip(_EDGE) if not done else a
+        ls = [l for l in _labels_for(done + a, classes) if l in alive]
+        if not ls: continue
+        if label in ls: mine += math.exp(lp) if set(ls) <= keep else 0.   # another spelling of the answered branch
+        else:
+            for l in ls: other[l] = other.get(l, 0.) + math.exp(lp) / len(ls)
+    return mine, other, keep
+
+
+# %% ../nbs/04_pseudolabel.ipynb #f5000201
+def _label_probs(tokens, label:str|None, classes:Sequence[str]):
+    "(probs over `classes`, labels seen in the logprobs) given that the answer is a label, position by position; None when it cannot be bounded."
     toks = [t.token for t in tokens]
+    pos = _label_start(''.join(toks), label)
     ends = np.cumsum([len(t) for t in toks])
-    i = int(np.searchsorted(ends, pos, side='right'))
-    j = i if label is None else min(int(np.searchsorted(ends, pos + len(label) - 1, side='right')), len(toks) - 1)
-    mass, bound, path, done = {}, {}, 0., ''
-    for k in range(i, j + 1):
-        t, pre = tokens[k], (toks[k][:pos - int(ends[k] - len(toks[k]))] if k == i else '')
-        alts = {a: lp for a, lp in t.top.items() if label is None or a != t.token}
-        if label is None: alts.setdefault(t.token, t.logprob)
-        for a, lp in alts.items():
-            ls = _labels_for(done + (a[len(pre):] if pre and a.startswith(pre) else a.lstrip(_EDGE) if k == i else a), classes)
-            if not ls or (label in ls and len(ls) > 1): continue   # no label, or the answered path decides between them later
-            for l in ls: mass[l] = mass.get(l, 0.) + math.exp(path + lp) / len(ls)
-        step = toks[k][len(pre):]
-        for l in classes:   # labels that branch off the answered path here: at most the least likely alternative shown
-            if l not in bound and l != label and not l.lower().startswith((done + step).lower()[:len(l)]):
-                bound[l] = path + min([*t.top.values(), t.logprob]) if t.top else None
-        done, path = done + step, path + t.logprob
-    return mass, bound, path
+    k, done, alive, path = int(np.searchsorted(ends, pos, side='right')), '', set(classes), 1.
+    probs, seen = dict.fromkeys(classes, 0.), set()
+    while k < len(tokens):
+        t = tokens[k]
+        pre = toks[k][:max(0, pos - int(ends[k] - len(toks[k])))] if not done else ''
+        mine, other, keep = _step(t, pre, done, label, alive, classes)
+        gone = alive - keep - set(other)   # labels leaving here unseen: at most the least likely token shown (or the chosen one)
+        if gone and not t.top: return None
+        bound = math.exp(min([*t.top.values(), t.logprob])) if gone else 0.
+        z = mine + sum(other.values()) + bound * len(gone)
+        if z == 0: return None
+        for l, m in other.items(): probs[l] += path * m / z
+        for l in gone: probs[l] += path * bound / z
+        seen |= set(other)
+        path *= mine / z
+        if label is None or keep <= {label}: break   # the answered label is decided
+        done, alive, k = done + toks[k][len(pre):], keep, k + 1
+    if label is not None: probs[label] += path; seen.add(label)
+    return [probs[l] for l in classes], seen
 
 
 # %% ../nbs/04_pseudolabel.ipynb #f5000003
+def _label_tokens(tokens, label:str) -> slice:
+    "The tokens that spell the answered label."
+    toks = [t.token for t in tokens]
+    pos, ends = _label_start(''.join(toks), label), np.cumsum([len(t) for t in toks])
+    return slice(int(np.searchsorted(ends, pos, side='right')), int(np.searchsorted(ends, pos + len(label) - 1, side='right')) + 1)
+
+def _lp_result(tokens, label, classes):
+    "(confidence, source, probs, labels seen) or None."
+    if not tokens: return None
+    res = _label_probs(tokens, label, classes) if any(t.top for t in tokens) else None
+    if res is None or (label is None and not res[1]):
+        if label is None: return None
+        return math.exp(sum(t.logprob for t in tokens[_label_tokens(tokens, label)])), 'logprob', None, {label}
+    probs, seen = res
+    return max(probs[classes.index(l)] for l in seen), 'logprob_labels', probs, seen
+
 def logprob_confidence(tokens:Sequence|None, # an answer's logprobs: items with .token, .logprob, .top ({token: logprob})
                        label:str|None, classes:Sequence[str], # the label the answer gives (None: prose naming none); all labels
                       ) -> tuple[float, str, list[float]|None]|None:
-    "(confidence of the top label, source, probs over `classes` or None) from the logprobs where the label is decided; None without logprobs."
-    if not tokens: return None
-    mass, bound, path = _walk(tokens, _label_start(''.join(t.token for t in tokens), label), label, classes)
-    if label is not None: mass[label] = mass.get(label, 0.) + math.exp(path)
-    elif not mass: return None
-    if any(l not in mass and bound.get(l) is None for l in classes):   # an unseen label with nothing to bound it
-        return (math.exp(path), 'logprob', None) if label is not None else None
-    lse = [math.log(mass[l]) if l in mass else bound[l] for l in classes]
-    z = _logsumexp(lse)
-    probs = [math.exp(v - z) for v in lse]
-    return max(probs), 'logprob_labels', probs
+    "(confidence of the most likely label seen, source, probs over `classes` or None) from the logprobs where the label is decided; None without logprobs."
+    res = _lp_result(tokens, label, list(classes))
+    return None if res is None else res[:3]
 
 
 # %% ../nbs/04_pseudolabel.ipynb #00000037
@@ -470,16 +504,18 @@ def _method_request(method, classes, structured, n_samples, temperature, top_log
 
 # %% ../nbs/04_pseudolabel.ipynb #f5000004
 def _lp_row(answer, said:str|None, classes) -> dict|None:
-    "A row whose label is the most likely label where the label is decided; `note` says when that is not the answer's label."
-    res = logprob_confidence(answer.choices[0].logprobs, said, classes)
+    "A row whose label is the most likely label seen where the label is decided; `note` says when that is not the answer's label."
+    res = _lp_result(answer.choices[0].logprobs, said, classes)
     if res is None: return None
-    conf, src, probs = res
+    conf, src, probs, seen = res
     label, note = said, None
     if probs is not None:
-        top = classes[int(np.argmax(probs))]
+        top = max(seen, key=lambda l: probs[classes.index(l)])
+        p_said = probs[classes.index(said)] if said is not None else 0.
         if said is None: label, note = top, f'the answer names no label: {top!r} is the most likely label at its first token'
-        elif probs[classes.index(said)] < max(probs) * (1 - 1e-9):
-            label, note = top, f'the answer says {said!r}, but {top!r} is more likely where the label is decided ({max(probs):.3f} vs {probs[classes.index(said)]:.3f}; a grammar may have forced the answer)'
+        elif probs[classes.index(top)] > p_said * (1 + 1e-9):
+            label, note = top, f'the answer says {said!r}, but {top!r} is more likely where the label is decided ({probs[classes.index(top)]:.3f} vs {p_said:.3f}; a grammar may have forced the answer)'
+        elif max(probs) > p_said * (1 + 1e-9): note = f'labels absent from the top logprobs may be up to {max(probs):.3f} likely (the answer {p_said:.3f})'
     return dict(label=label, confidence=conf, confidence_source=src, answer=answer.text, probs=probs, note=note)
 
 def _row(method, answer, checked, classes) -> dict|None:
