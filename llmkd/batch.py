@@ -49,7 +49,7 @@ def batch_requests(teacher:Teacher, # the teacher whose cache keys and request b
         req = teacher._request(as_messages(m), schema, mode, **kwargs)
         yield request_key(teacher.base_url, req), req
 
-# %% ../nbs/01a_batch.ipynb #0000000c
+# %% ../nbs/01a_batch.ipynb #0000000d
 OPENAI_BATCH_LIMITS = dict(max_requests=50_000, max_bytes=200_000_000)  # per batch input file
 BATCH_URL = '/v1/chat/completions'
 
@@ -64,7 +64,7 @@ def _connect(path) -> sqlite3.Connection:
     con.execute('CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, response TEXT NOT NULL, created REAL)')
     return con
 
-# %% ../nbs/01a_batch.ipynb #0000000d
+# %% ../nbs/01a_batch.ipynb #0000000e
 def _chunks(it, n:int):
     buf = []
     for x in it:
@@ -86,7 +86,7 @@ def _uncached(rows, con, chunk:int=2000):
         have = _present(con, [k for k, _ in buf]) if con is not None else set()
         yield from (r for r in buf if r[0] not in have)
 
-# %% ../nbs/01a_batch.ipynb #0000000e
+# %% ../nbs/01a_batch.ipynb #0000000f
 @dataclass
 class ExportReport:
     "What `export_batch` wrote: `files`, `requests` written, `cached` skipped, `duplicates` skipped"
@@ -112,7 +112,7 @@ def _write_split(rows, path:Path, max_requests:int, max_bytes:int, rep:ExportRep
     if f is not None: close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #0000000f
+# %% ../nbs/01a_batch.ipynb #00000010
 def export_batch(teacher:Teacher, # teacher whose request bodies and cache keys are written
                  items, # messages as for `Teacher.map` (any iterable; consumed once)
                  path, # 'dir/name.jsonl': files are written as dir/name.0000.jsonl, name.0001.jsonl, ...
@@ -134,7 +134,7 @@ def export_batch(teacher:Teacher, # teacher whose request bodies and cache keys 
     rep.cached = total - rep.requests - rep.duplicates
     return rep
 
-# %% ../nbs/01a_batch.ipynb #00000014
+# %% ../nbs/01a_batch.ipynb #00000015
 def _error_message(row:dict) -> str:
     "Human-readable reason of an error row of a batch output or error file"
     resp, err = row.get('response') if isinstance(row.get('response'), dict) else {}, row.get('error')
@@ -157,7 +157,7 @@ def parse_output_row(row:dict) -> tuple:
         and isinstance(body.get('choices'), list) and body['choices']): return row.get('custom_id'), body, None
     return row.get('custom_id'), None, _error_message(row)
 
-# %% ../nbs/01a_batch.ipynb #00000016
+# %% ../nbs/01a_batch.ipynb #00000017
 @dataclass
 class ImportReport:
     "What `import_batch_output` did: `imported` answers, `errors` {custom_id: reason}, `bad_lines` (unreadable JSON)"
@@ -181,7 +181,7 @@ def _cache_path(cache) -> Path:
     if c is None: raise InputError('the teacher has no disk cache (cache=False): batch answers need one to land in')
     return Path(getattr(c, 'path', c))
 
-# %% ../nbs/01a_batch.ipynb #00000017
+# %% ../nbs/01a_batch.ipynb #00000018
 def import_batch_output(cache, # a `Teacher`, its `AnswerCache`, or the sqlite file
                         source, # output JSONL file (OpenAI or `vllm run-batch` format), or an iterable of its lines
                         chunk_size:int=50_000, # rows per transaction (bigger: fewer index pages written per row, more memory)
@@ -212,7 +212,7 @@ def import_batch_output(cache, # a `Teacher`, its `AnswerCache`, or the sqlite f
     finally: con.close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #0000001b
+# %% ../nbs/01a_batch.ipynb #0000001c
 BATCH_DISCOUNT = 0.5  # batch price / online price at OpenAI and Anthropic
 
 def batch_costs(est:Usage, # an estimate, e.g. from `Teacher.dry_run`
@@ -224,7 +224,7 @@ def batch_costs(est:Usage, # an estimate, e.g. from `Teacher.dry_run`
     else: raise InputError('the estimate has no cost: give the teacher `prices=` or pass `prices=` here')
     return {'online': online, 'batch': online*discount}
 
-# %% ../nbs/01a_batch.ipynb #0000001e
+# %% ../nbs/01a_batch.ipynb #0000001f
 BATCH_FAULTS = ('fail', 'expire', 'row_errors', 'slow')
 _TERMINAL = ('completed', 'failed', 'expired', 'cancelled')
 
@@ -238,7 +238,7 @@ def _multipart(headers, raw:bytes) -> dict:
         if part.get_filename(): out['filename'] = part.get_filename()
     return out
 
-# %% ../nbs/01a_batch.ipynb #0000001f
+# %% ../nbs/01a_batch.ipynb #00000020
 class _BatchHandler(_Handler):
     "`LLMServer`'s handler plus the files and batches routes"
     def _route(self):
@@ -256,7 +256,7 @@ class _BatchHandler(_Handler):
         raw = self.rfile.read(int(self.headers.get('Content-Length') or 0))
         self.server.llm._batch_api(self, 'POST', parts, q, raw)
 
-# %% ../nbs/01a_batch.ipynb #00000020
+# %% ../nbs/01a_batch.ipynb #00000021
 class BatchServer(LLMServer):
     "`LLMServer` that also serves OpenAI's `/v1/files` and `/v1/batches`, answering batch rows with the same `respond`"
     def __init__(self, respond=None, # as for `LLMServer`: `respond(body) -> str | list | dict`
@@ -283,7 +283,7 @@ class BatchServer(LLMServer):
         super().reset()
         with self._lock: self.files.clear(); self.batches.clear(); self.batch_faults.clear(); self.batch_rows.clear()
 
-# %% ../nbs/01a_batch.ipynb #00000022
+# %% ../nbs/01a_batch.ipynb #00000023
 def _public(d:dict) -> dict: return {k: v for k, v in d.items() if not k.startswith('_')}
 
 @patch
@@ -301,7 +301,7 @@ def _batch_api(self:BatchServer, h, method:str, parts:list, q:dict, raw:bytes):
         if parts[0] == 'files': return self._files_api(h, method, parts, raw)
         return self._batches_api(h, method, parts, q, raw)
 
-# %% ../nbs/01a_batch.ipynb #00000023
+# %% ../nbs/01a_batch.ipynb #00000024
 @patch
 def _files_api(self:BatchServer, h, method, parts, raw):
     if method == 'POST' and len(parts) == 1:
@@ -314,7 +314,7 @@ def _files_api(self:BatchServer, h, method, parts, raw):
     if parts[2:] == ['content']: return h._send(200, raw=f['_data'])
     h._send(200, _public(f))
 
-# %% ../nbs/01a_batch.ipynb #00000024
+# %% ../nbs/01a_batch.ipynb #00000025
 @patch
 def _batches_api(self:BatchServer, h, method, parts, q, raw):
     if method == 'POST' and len(parts) == 1:
@@ -348,7 +348,7 @@ def _batch_list(self:BatchServer, q:dict) -> dict:
     return {'object': 'list', 'data': [_public(self.batches[i]) for i in page], 'first_id': page[0] if page else None,
             'last_id': page[-1] if page else None, 'has_more': len(ids) > n}
 
-# %% ../nbs/01a_batch.ipynb #00000025
+# %% ../nbs/01a_batch.ipynb #00000026
 @patch
 def _advance(self:BatchServer, b:dict):
     "Move `b` through its states by the time passed since it was created"
@@ -365,7 +365,7 @@ def _advance(self:BatchServer, b:dict):
         if stage >= k and b['status'] in ('validating', 'in_progress')[:k]: b.update(status=st, **{at: int(now)})
     if stage >= 3: self._run_batch(b)
 
-# %% ../nbs/01a_batch.ipynb #00000026
+# %% ../nbs/01a_batch.ipynb #00000027
 @patch
 def _batch_row(self:BatchServer, b:dict, i:int, row:dict) -> tuple[bool, dict]:
     "(answered, output line) of row `i` of batch `b`"
@@ -384,7 +384,7 @@ def _batch_row(self:BatchServer, b:dict, i:int, row:dict) -> tuple[bool, dict]:
     resp = res if isinstance(res, dict) else chat_completion(body, res, logprobs=self.logprobs)
     return True, {**out, 'response': {'status_code': 200, 'request_id': f"req_{b['id']}_{i}", 'body': resp}}
 
-# %% ../nbs/01a_batch.ipynb #00000027
+# %% ../nbs/01a_batch.ipynb #00000028
 @patch
 def _run_batch(self:BatchServer, b:dict):
     "Answer every row of `b`, write its output and error files and end it (completed or expired)"
@@ -402,7 +402,7 @@ def _run_batch(self:BatchServer, b:dict):
     end = 'expired' if b['_fault'] == 'expire' else 'completed'
     b.update(status=end, **{f'{end}_at': int(time.time())}, request_counts={'total': len(rows), 'completed': len(good), 'failed': len(bad)})
 
-# %% ../nbs/01a_batch.ipynb #0000002d
+# %% ../nbs/01a_batch.ipynb #0000002f
 _JOBS_SQL = '''
 CREATE TABLE IF NOT EXISTS llmkd_batches (token TEXT PRIMARY KEY, base_url TEXT NOT NULL, file TEXT, n INTEGER, state TEXT NOT NULL,
   input_file_id TEXT, batch_id TEXT, status TEXT, output_file_id TEXT, error_file_id TEXT, note TEXT, created REAL, updated REAL);
@@ -430,7 +430,7 @@ class BatchJobs:
         "The `keys` waiting in a batch not yet imported"
         return _present(self.con, keys, _PENDING_SQL)
 
-# %% ../nbs/01a_batch.ipynb #0000002e
+# %% ../nbs/01a_batch.ipynb #00000030
 @patch
 def add(self:BatchJobs, base_url:str, file, keys:list) -> dict:
     "Record a new job for the exported `file` holding `keys` (job and rows in one transaction)"
@@ -463,7 +463,7 @@ def failed(self:BatchJobs, keys:list) -> dict:
                                     f"key NOT IN (SELECT key FROM answers WHERE key IN ({q})) ORDER BY rowid", ks + ks).fetchall())
     return out
 
-# %% ../nbs/01a_batch.ipynb #00000030
+# %% ../nbs/01a_batch.ipynb #00000032
 def _batch_client(teacher:Teacher, max_retries:int=5, timeout:float=600.):
     "The teacher's openai client with retries for the files and batches calls (same endpoint and key)"
     return teacher._client.with_options(max_retries=max_retries, timeout=timeout)
@@ -494,7 +494,7 @@ def _launch_steps(jobs:BatchJobs, client, job:dict):
         b = client.batches.create(input_file_id=job['input_file_id'], endpoint=BATCH_URL, completion_window='24h', metadata={'llmkd_token': tok})
     jobs.set(tok, state='submitted', batch_id=b.id, status=b.status); job.update(state='submitted', batch_id=b.id, status=b.status)
 
-# %% ../nbs/01a_batch.ipynb #00000031
+# %% ../nbs/01a_batch.ipynb #00000033
 @dataclass
 class BatchReport:
     "What `prefill_batch` did; `failed` {key: reason} lists the requests still without an answer"
@@ -522,7 +522,7 @@ def _collect(teacher, jobs:BatchJobs, client, job:dict, b, rep:BatchReport, disc
     jobs.finish(job['token'], errors, reason, status=b.status, output_file_id=b.output_file_id, error_file_id=b.error_file_id, note=msgs or None)
     if b.status != 'completed': _log.warning(f'batch {b.id} ended {b.status}{": " + msgs if msgs else ""}')
 
-# %% ../nbs/01a_batch.ipynb #00000032
+# %% ../nbs/01a_batch.ipynb #00000034
 def _wait(teacher, jobs:BatchJobs, client, rep:BatchReport, poll_interval:float, max_poll_interval:float, timeout:float|None,
           discount:float, keep_files:bool) -> bool:
     "Poll the submitted jobs of the teacher's endpoint with backoff, importing each as it ends; False on timeout"
@@ -543,7 +543,7 @@ def _wait(teacher, jobs:BatchJobs, client, rep:BatchReport, poll_interval:float,
         if timeout is not None and time.monotonic() - t0 + delay > timeout: return False
         time.sleep(delay); delay = poll_interval if changed else min(max_poll_interval, delay*1.5)
 
-# %% ../nbs/01a_batch.ipynb #00000033
+# %% ../nbs/01a_batch.ipynb #00000035
 def _fresh(rows, jobs:BatchJobs, rep:BatchReport, count:bool, chunk:int=2000):
     "The `(key, body)` rows neither cached, nor waiting in a batch, nor seen before in this run (checked by chunks)"
     c = jobs.con
@@ -567,7 +567,7 @@ def _submit(teacher, jobs:BatchJobs, client, rows, rep:BatchReport, workdir:Path
     er = _write_split(_fresh(rows, jobs, rep, count), stem, limits['max_requests'], limits['max_bytes'], ExportReport(), launch)
     return er.requests
 
-# %% ../nbs/01a_batch.ipynb #00000034
+# %% ../nbs/01a_batch.ipynb #00000036
 def _resume(jobs:BatchJobs, client, base_url:str, rep:BatchReport):
     "Finish the submissions an earlier run left half done; list the batches still open"
     for j in jobs.jobs(base_url):
@@ -582,7 +582,7 @@ def _retry_online(teacher, items, keys:list, rep:BatchReport, **ask_kwargs):
     rep.retried_online = len(todo)
     rep.failed = {k: f'{rep.failed[k]}; online retry: {r}' for k, r in zip(todo, res) if isinstance(r, Exception)}
 
-# %% ../nbs/01a_batch.ipynb #00000036
+# %% ../nbs/01a_batch.ipynb #00000038
 class _Need(Exception):
     "Raised by the probe teacher at the first request missing from the cache"
     def __init__(self, key, body): self.key, self.body = key, body
@@ -612,7 +612,7 @@ def follow_up_requests(teacher:Teacher, # teacher whose cache holds the first an
             if e.key != k: yield e.key, e.body
         except Exception: pass      # the ordinary `ask` reports it
 
-# %% ../nbs/01a_batch.ipynb #00000037
+# %% ../nbs/01a_batch.ipynb #00000039
 def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwargs, *wait_args):
     "Batches of follow-up requests, round after round, until no item needs one (at most max_reasks + n rounds)"
     for _ in range(ask_kwargs.get('max_reasks', 2) + ask_kwargs.get('n', 1)):
@@ -621,14 +621,14 @@ def _follow_up(teacher, jobs, client, items, keys, rep, workdir, limits, ask_kwa
         rep.follow_ups += _submit(teacher, jobs, client, iter(rows.items()), rep, workdir, limits, count=False)
         if not _wait(teacher, jobs, client, rep, *wait_args): rep.pending = len(jobs.pending(list(rows))); break
 
-# %% ../nbs/01a_batch.ipynb #00000038
+# %% ../nbs/01a_batch.ipynb #0000003a
 def _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount):
     "`InputError` for a wait, round count or discount no run could use"
     check_number(poll_interval, 'poll_interval (seconds)', lo=0); check_number(max_poll_interval, 'max_poll_interval (seconds)', lo=poll_interval)
     if timeout is not None: check_number(timeout, 'timeout (seconds)', lo=0)
     check_number(max_rounds, 'max_rounds', lo=0, integer=True); check_number(discount, 'discount (batch price / online price)', lo=0, hi=1)
 
-# %% ../nbs/01a_batch.ipynb #00000039
+# %% ../nbs/01a_batch.ipynb #0000003b
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
                   items, # messages as for `Teacher.map`
                   retry:str|None='online', # rows that fail in a batch: 'online' (`Teacher.map`), 'batch' (new batches) or None (report only)
@@ -665,7 +665,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
     finally: jobs.close()
     return rep
 
-# %% ../nbs/01a_batch.ipynb #00000043
+# %% ../nbs/01a_batch.ipynb #00000045
 class BatchTeacher:
     "A teacher whose `map` labels the missing answers through batches first (`prefill_batch`), then reads the cache"
     def __init__(self, teacher:Teacher, # the teacher to wrap
