@@ -507,7 +507,7 @@ def before_batch(self:AttributionRegularizer):
     "Forget the last batch's captured inputs."
     self._x, self._io, self._amp, self._embs = None, None, False, [None] * len(self._cat_sel)
 
-# %% ../../nbs/03_callback.attribution.ipynb #5148dcb1
+# %% ../../nbs/03_callback.attribution.ipynb #21c176c9
 @patch
 def after_loss(self:AttributionRegularizer):
     "Add gamma * penalty to `loss_grad` and to the logged loss; accumulate the columns on the device."
@@ -534,6 +534,7 @@ def after_train(self:AttributionRegularizer):
 def _fail(self:AttributionRegularizer, e):
     self._unhook(); self.remove_columns(); raise e
 
+# %% ../../nbs/03_callback.attribution.ipynb #0052119f
 @patch
 def after_fit(self:AttributionRegularizer):
     "Remove the hooks and the columns."

@@ -73,7 +73,7 @@ def normalized_entropy(logits):
     logp = F.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1) / math.log(logits.shape[-1])
 
-# %% ../../nbs/05_callback.selection.ipynb #00000010
+# %% ../../nbs/05_callback.selection.ipynb #6f6d8d06
 def _conf_values(conf):
     "Teacher confidences as a float tensor (N,), or an InputError naming the NaN / out-of-range entries"
     vals = conf.to_numpy() if isinstance(conf, pd.Series) else conf.detach().cpu().numpy() if isinstance(conf, torch.Tensor) else conf
@@ -81,6 +81,7 @@ def _conf_values(conf):
     if a.size == 0: raise InputError('conf is empty: pass one teacher confidence per pool sample.')
     return torch.as_tensor(a, dtype=torch.float32)
 
+# %% ../../nbs/05_callback.selection.ipynb #54db73dd
 class SampleSelector(ColumnsCallback):
     "Base callback: train on the pseudo-labelled samples `select` keeps, weighted, and log what was used"
     order, run_valid = 5, True
@@ -111,7 +112,7 @@ class SampleSelector(ColumnsCallback):
         "Weights of the last batch: raw weights of the selected samples normalised to mean 1 (0 elsewhere)"
         return self._mw * (self._n_sel / self._w_sum)
 
-# %% ../../nbs/05_callback.selection.ipynb #00000012
+# %% ../../nbs/05_callback.selection.ipynb #57db3b5c
 @patch
 def _sample_losses(self:SampleSelector, pred, logp, y):
     return F.nll_loss(logp, y, reduction='none') if self.sample_loss is None else self.sample_loss(pred, y)
@@ -142,6 +143,7 @@ def step(self:SampleSelector, pred, y, idx):
     self.n_steps += 1
     return loss
 
+# %% ../../nbs/05_callback.selection.ipynb #cc0b3442
 @patch
 def _flush_hist(self:SampleSelector):
     "Move the steps logged since the last flush to the host (once per epoch: the only host sync of the callback)"
@@ -190,7 +192,7 @@ def _resolve_conf(self:SampleSelector):
         "pass one per training item, in the training items' order (or a Series keyed by the DataFrame's index).")
     if len(self.use_count) != n: self.use_count = torch.zeros(n, device=self.conf.device); self._pool_changed()
 
-# %% ../../nbs/05_callback.selection.ipynb #cc7ad837
+# %% ../../nbs/05_callback.selection.ipynb #62ebc41f
 @patch
 def _track_order(self:SampleSelector):
     "Record the training DataLoader's sample order this epoch (wrapping its `get_idxs`): batch k is its k-th chunk of `bs`"
@@ -219,13 +221,14 @@ def _batch_idx(self:SampleSelector):
                                        "use a DataLoader whose batches are consecutive chunks of its `get_idxs`, or an IndexedDataset.")
     return idx
 
+# %% ../../nbs/05_callback.selection.ipynb #41450a48
 def _find_dev(b):
     "Device of the first tensor in a batch"
     for t in b:
         if isinstance(t, torch.Tensor): return t.device
     return torch.device('cpu')
 
-# %% ../../nbs/05_callback.selection.ipynb #3f84177d
+# %% ../../nbs/05_callback.selection.ipynb #7635c88c
 @patch
 def before_fit(self:SampleSelector):
     "Skip validate/get_preds/lr_find; match `conf` to the training items, add the columns, resolve the warm-up."
@@ -255,6 +258,7 @@ def before_batch(self:SampleSelector):
         self.learn.xb, self.learn.yb, self._idx = b[:-2], (b[-2],), b[-1]
     elif self.training and self.selecting: self._idx = self._batch_idx()
 
+# %% ../../nbs/05_callback.selection.ipynb #fbe1e855
 @patch
 def _loss(self:SampleSelector, pred, y): return self.step(pred, y, self._idx)
 
@@ -329,7 +333,7 @@ class ConfidenceSelector(SampleSelector):
     cbar  = property(lambda self: self.bar[:, 0], doc='Per-class EMA of the teacher confidence')
     ubar  = property(lambda self: self.bar[:, 1], doc='Per-class EMA of the student uncertainty')
 
-# %% ../../nbs/05_callback.selection.ipynb #00000018
+# %% ../../nbs/05_callback.selection.ipynb #3d73df4f
 @patch
 def _thr(self:ConfidenceSelector):
     "Thresholds as a (C, 2) tensor: columns tau_T(y), tau_S(y)"
@@ -357,6 +361,7 @@ def select(self:ConfidenceSelector, c, u, y, idx):
     keep = (cu >= t).all(1) if self.n_steps >= self.warmup_steps else c >= t[:, 0]
     return keep, c*u
 
+# %% ../../nbs/05_callback.selection.ipynb #eddd8781
 @patch
 def _hist_cols(self:ConfidenceSelector):
     C = self.n_classes or 0
