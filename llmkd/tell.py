@@ -181,6 +181,7 @@ class SourceLosses(ColumnsCallback):
 # %% ../nbs/08_tell.ipynb #00000021
 @patch
 def after_loss(self:SourceLosses):
+    "Sum each source's response-token losses and token counts, on the device."
     if len(self.yb) < 2: raise ValueError("Batches carry no source ids: build them with `tell_dls` or `lm_items(..., sources=...)`")
     lf = self.learn.loss_func
     tl = getattr(lf, 'tok_loss', None)
@@ -198,10 +199,14 @@ def _values(self:SourceLosses):
     return (self.sums/self.counts).tolist()  # nan for a source absent this epoch; one sync per epoch
 
 @patch
-def after_train(self:SourceLosses): self.column_values = self._values() + [float('nan')] * len(self.names)
+def after_train(self:SourceLosses):
+    "The training columns: each source's mean loss (one host sync per epoch)."
+    self.column_values = self._values() + [float('nan')] * len(self.names)
 
 @patch
-def after_validate(self:SourceLosses): self.column_values = self.column_values[:len(self.names)] + self._values()
+def after_validate(self:SourceLosses):
+    "The validation columns: each source's mean loss (one host sync per epoch)."
+    self.column_values = self.column_values[:len(self.names)] + self._values()
 
 # %% ../nbs/08_tell.ipynb #00000022
 @patch
