@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP as _HTTP_POLICY
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse, parse_qs
 
 from fastcore.basics import patch
@@ -41,7 +42,7 @@ def _ask_mode(teacher) -> str:
 
 def batch_requests(teacher:Teacher, # the teacher whose cache keys and request bodies are used
                    items, # messages as for `Teacher.map`: strings or lists of {'role', 'content'} dicts
-                   schema=None, # pydantic model of a structured answer, as for `ask`
+                   schema:type|None=None, # pydantic model of a structured answer, as for `ask`
                    **kwargs): # other `ask` arguments: n, temperature, max_tokens, seed, logprobs, top_logprobs, ...
     "Yield `(key, body)` of the first request `teacher.ask(item, schema, **kwargs)` sends, item by item"
     mode, kwargs = _ask_mode(teacher), {k: v for k, v in kwargs.items() if k not in _NOT_SENT}
@@ -185,7 +186,7 @@ def _cache_path(cache) -> Path:
 def import_batch_output(cache, # a `Teacher`, its `AnswerCache`, or the sqlite file
                         source, # output JSONL file (OpenAI or `vllm run-batch` format), or an iterable of its lines
                         chunk_size:int=50_000, # rows per transaction (bigger: fewer index pages written per row, more memory)
-                        on_error=None): # `on_error(custom_id, reason)` for each error row, instead of keeping them in the report
+                        on_error:Callable|None=None): # `on_error(custom_id, reason)` for each error row, instead of keeping them in the report
     "Put every answer row of a batch output into the cache (streaming, one transaction per chunk); report the rest"
     con, rep, rows = _connect(_cache_path(cache)), ImportReport(), []
     def flush():
@@ -259,7 +260,7 @@ class _BatchHandler(_Handler):
 # %% ../nbs/01a_batch.ipynb #00000021
 class BatchServer(LLMServer):
     "`LLMServer` that also serves OpenAI's `/v1/files` and `/v1/batches`, answering batch rows with the same `respond`"
-    def __init__(self, respond=None, # as for `LLMServer`: `respond(body) -> str | list | dict`
+    def __init__(self, respond:Callable|None=None, # as for `LLMServer`: `respond(body) -> str | list | dict`
                  step:float=0.0, # seconds each batch state (validating, in_progress, finalizing) lasts
                  api_latency:float=0.0, # seconds slept before every files/batches call
                  **kwargs): # other `LLMServer` arguments (latency, logprobs, response_formats, model, port)
@@ -638,7 +639,7 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
                   timeout:float|None=None, # stop waiting after this many seconds (a rerun resumes); None: until every batch ends
                   max_requests:int=OPENAI_BATCH_LIMITS['max_requests'], max_bytes:int=OPENAI_BATCH_LIMITS['max_bytes'], # per batch
                   discount:float=BATCH_DISCOUNT, # batch price / online price, for the report's cost
-                  workdir=None, # folder of the input files; default: 'batches' next to the cache file
+                  workdir:str|Path|None=None, # folder of the input files; default: 'batches' next to the cache file
                   keep_files:bool=False, # keep the input files after their batch is imported
                   follow_ups:bool=True, # re-asks of invalid structured answers and top-ups of `n` in further batches too
                   **ask_kwargs) -> BatchReport: # `ask` arguments: schema, n, temperature, logprobs, ...
