@@ -341,3 +341,15 @@ def test_batch_teacher_online_below_sends_small_maps_online(tmp_path):
         assert (len(srv.requests), len(srv.batch_rows), len(srv.batches)) == (1, 19, 1)    # the one-text probe online, the rest in one batch
         assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(20)]
     with pytest.raises(ValueError, match='online_below must be a finite integer'): BatchTeacher(bt.teacher, online_below=-1)
+
+
+def test_batch_bodies_follow_the_learned_structured_output_mode(tmp_path):
+    "On a server that refuses json_schema the teacher falls back to json_object; batch bodies use the mode it learned"
+    with BatchServer(answer, response_formats=('text', 'json_object')) as srv:
+        t = teacher(srv, tmp_path)
+        t.ask(ITEMS[0], schema=Topic)                          # learns json_object (one refused request, one answered)
+        (key, body), = batch_requests(t, [ITEMS[1]], schema=Topic)
+        assert body['response_format']['type'] == 'json_object'
+        srv.reset()
+        t.ask(ITEMS[1], schema=Topic)
+        assert srv.requests == [body] and key in t.cache
