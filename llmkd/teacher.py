@@ -298,9 +298,12 @@ class _DeadlineBackend:
 def _deadline_http_client():
     "The `openai` package's default HTTP client, its connections bounded by the attempt deadline"
     http = openai.DefaultHttpxClient()
-    pool = http._transport._pool
-    core = sys.modules[type(pool).__module__.split('.')[0]]   # httpcore (or the fork the openai package uses)
-    pool._network_backend = _DeadlineBackend(pool._network_backend, core.ReadTimeout)
+    try:
+        pool = http._transport._pool
+        core = sys.modules[type(pool).__module__.split('.')[0]]   # httpcore (or the fork the openai package uses)
+        pool._network_backend = _DeadlineBackend(pool._network_backend, core.ReadTimeout)
+    except (AttributeError, KeyError) as e:   # an HTTP stack we do not know: per-read timeouts only
+        warnings.warn(f'llmkd could not install its per-attempt deadline ({e!r}); `timeout` bounds each read only')
     return http
 
 # %% ../nbs/01_teacher.ipynb #0000001c3
