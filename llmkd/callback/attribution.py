@@ -319,7 +319,11 @@ class AttributionRegularizer(ColumnsCallback):
 @patch
 def _units(self:AttributionRegularizer, model, names):
     "The model's attributable inputs [(name, cat column or None, index, column)] and aliases; error for a named prior on unnamed inputs"
-    if isinstance(model, TabularModel): return _tab_units(self.dls)
+    if isinstance(model, TabularModel):
+        units, aliases = _tab_units(self.dls)
+        if names is None: raise InputError("A prior for a tabular model needs feature names (a dict, Series, DataFrame or "
+            f"AttributionPrior), never scores by position: name them as the model's inputs, e.g. {[u[0] for u in units][:6]}.")
+        return units, aliases
     if self.features is not None: return [(str(f), None, k, str(f)) for k, f in enumerate(self.features)], {}
     if names is not None: raise InputError(f"The prior names its features ({names[:5]}...) but the model's inputs have no "
         "names, and a prior is never applied by position: pass `features=` (the model's input names, in order).")
