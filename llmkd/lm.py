@@ -108,8 +108,12 @@ def load_lm(src:str|Path|None=None, # GGUF file, local directory or hub name; de
 
 # %% ../nbs/06_lm.ipynb #00000013
 def tiny_lm(tokenizer:object=None,  # default: `smollm2_tokenizer()`; 'bytes' for `byte_tokenizer()`
-            hidden_size:int=64, num_hidden_layers:int=2, num_attention_heads:int=4, num_key_value_heads:int=2,
-            intermediate_size:int=128, max_position_embeddings:int=1024, # the shape of the model
+            hidden_size:int=64,           # width of the residual stream
+            num_hidden_layers:int=2,      # decoder layers
+            num_attention_heads:int=4,    # query heads
+            num_key_value_heads:int=2,    # key/value heads (grouped-query attention)
+            intermediate_size:int=128,    # width of the MLP
+            max_position_embeddings:int=1024, # longest sequence
             initializer_range:float=0.02, # std of the random init (larger gives less repetitive random outputs)
             seed:int=0):            # torch seed for the weights
     "A randomly initialised `LlamaForCausalLM` shaped like SmolLM2 (GQA, SiLU, RoPE, tied embeddings), but tiny."
@@ -144,9 +148,12 @@ def chat_prompt(tok,                  # a Hugging Face tokenizer
     return tok.apply_chat_template(_messages(prompt, system), tokenize=False, add_generation_prompt=True) + prefix
 
 # %% ../nbs/06_lm.ipynb #0000001b
-def tokenize_pair(tok, prompt:str,
+def tokenize_pair(tok,                    # a Hugging Face tokenizer
+                  prompt:str,             # the user message
                   response:str,           # what the model should answer (after `prefix`)
-                  system:str|None=None, prefix:str='', chat:bool|None=None, # as in `chat_prompt`
+                  system:str|None=None,   # system message
+                  prefix:str='',          # response lead-in
+                  chat:bool|None=None,    # use the chat template; default: when the tokenizer has one
                   max_len:int|None=None   # keep at most this many tokens (None: all)
                  ) -> dict:
     "Token ids of prompt+response and labels with -100 on every prompt token (truncated on the right to `max_len`)."
@@ -183,10 +190,16 @@ def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs):
 
 # %% ../nbs/06_lm.ipynb #c8a93f98
 @torch.no_grad()
-def generate(model, tok, prompts,        # str or list of str (user messages, or raw text with chat=False)
-             max_new_tokens:int=64, do_sample:bool=False, temperature:float=1.0, top_p:float=1.0, # as in `model.generate`
+def generate(model,                     # a Hugging Face causal LM (or an `LMWrapper` / Learner model)
+             tok,                       # its tokenizer
+             prompts,                   # str or list of str (user messages, or raw text with chat=False)
+             max_new_tokens:int=64,     # tokens generated at most per prompt
+             do_sample:bool=False,      # sample instead of greedy decoding
+             temperature:float=1.0,     # sampling temperature
+             top_p:float=1.0,           # nucleus sampling
              bs:int=16,                  # prompts per batch (sorted by length, left padded)
-             system:str|None=None, prefix='', # system message; response lead-in (str or one per prompt)
+             system:str|None=None,      # system message
+             prefix='',                 # response lead-in (str or one per prompt)
              chat:bool|None=None,        # use the chat template; default: when the tokenizer has one
              seed:int|None=None,         # torch seed for sampling
              strip:bool=True,            # strip whitespace around each continuation
@@ -205,8 +218,12 @@ def generate(model, tok, prompts,        # str or list of str (user messages, or
     return outs[0] if single else outs
 
 # %% ../nbs/06_lm.ipynb #00000024
-def lm_items(tok, prompts:list, responses:list, # parallel lists of prompts and responses
-             system:str|None=None, prefix:str='', chat:bool|None=None, # as in `chat_prompt`
+def lm_items(tok,                        # a Hugging Face tokenizer
+             prompts:list,               # user messages
+             responses:list,             # one response per prompt
+             system:str|None=None,       # system message
+             prefix:str='',              # response lead-in
+             chat:bool|None=None,        # use the chat template; default: when the tokenizer has one
              max_len:int=512,            # tokens kept per item
              sources:list|None=None      # an integer source id per item (TELL: 0 task, 1 general), kept as `source`
             ) -> list:
@@ -229,9 +246,11 @@ def lm_collate(items:list, # items from `lm_items`
     return ids, mask, labels
 
 # %% ../nbs/06_lm.ipynb #00000026
-def lm_dls(tok, train_items:list,           # items from `lm_items`
+def lm_dls(tok,                             # the tokenizer of the items (its pad token pads)
+           train_items:list,                # items from `lm_items`
            valid_items:list|None=None,      # validation items (None: no validation)
-           bs:int=8, shuffle:bool=True,
+           bs:int=8,                        # batch size
+           shuffle:bool=True,               # False keeps a pre-shuffled order (as TELL's mixer makes)
            seed:int|None=None,              # seed of the shuffling
            device:str|None=None             # default: fastai's default device
           ) -> DataLoaders:
@@ -270,7 +289,10 @@ class LMLoss:
     def decodes(self, x): return x.argmax(dim=-1)
 
 # %% ../nbs/06_lm.ipynb #0000002d
-def add_lora(model, r:int=16, alpha:int=16, dropout:float=0.05, # LoRA rank, scaling and dropout
+def add_lora(model,             # a Hugging Face causal LM
+             r:int=16,          # LoRA rank
+             alpha:int=16,      # LoRA scaling
+             dropout:float=0.05, # LoRA dropout
              target_modules=('q_proj', 'k_proj', 'v_proj', 'o_proj'), # layers that get adapters
              **kwargs): # more `peft.LoraConfig` arguments
     "Wrap `model` with peft LoRA adapters (TELL's defaults); only the adapters stay trainable."
@@ -279,9 +301,13 @@ def add_lora(model, r:int=16, alpha:int=16, dropout:float=0.05, # LoRA rank, sca
     return get_peft_model(model, cfg)
 
 # %% ../nbs/06_lm.ipynb #0000002e
-def lm_learner(dls, model,
+def lm_learner(dls,              # from `lm_dls`
+               model,            # a Hugging Face causal LM
                lora=False,       # True for `add_lora` defaults, or a dict of `add_lora` arguments
-               lr:float=2e-4, wd:float=0., opt_func=Adam, cbs:list|None=None, # as for a fastai `Learner`
+               lr:float=2e-4,    # learning rate
+               wd:float=0.,      # weight decay
+               opt_func=Adam,    # optimiser
+               cbs:list|None=None, # more callbacks
                **kwargs): # more `Learner` arguments
     "A fastai `Learner` fine-tuning a causal LM on the response tokens of `dls`."
     if lora: model = add_lora(model, **(lora if isinstance(lora, dict) else {}))

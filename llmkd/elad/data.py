@@ -33,7 +33,8 @@ def make_arith_problems(n:int,             # number of problems
                         n_steps=(2, 3),     # inclusive range of the number of steps
                         max_value:int=50,   # running values stay in [0, max_value]
                         ops:str='+-*',      # operations to draw from
-                        seed:int=0) -> list[ArithProblem]:
+                        seed:int=0          # the same seed gives the same problems
+                       ) -> list[ArithProblem]:
     "Generate `n` multi-step arithmetic word problems with checkable gold steps."
     rng = random.Random(seed)
     out = []

@@ -36,7 +36,7 @@ class TeacherRevision(BaseModel):
 class RevisionRequest:
     "One pool item sent to the teacher."
     idx: int                        # pool index
-    question: str
+    question: str                   # the word problem
     steps: list                     # the student's steps ([] in 'scratch' mode)
     answer: str|None = None         # the student's final answer
     problem: ArithProblem|None = None  # gold steps; only an offline teacher reads them
@@ -80,8 +80,8 @@ class TeacherReply:
     "A teacher's revision of one request (None when the teacher failed), what it cost and why it failed."
     idx: int                        # pool index of the request
     revision: TeacherRevision|None  # None: no valid revision came back
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int = 0          # tokens of the request(s), re-asks included
+    completion_tokens: int = 0      # tokens of the answer(s)
     error: str|None = None          # why `revision` is None: the exception's type and message
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000011
@@ -121,7 +121,10 @@ class OfflineArithTeacher:
 # %% ../../nbs/07c_elad.loop.ipynb #00000017
 class ELADTeacherError(LLMKDError):
     "The teacher could not answer (server down, refusing or timing out): the loop stops rather than annotate nothing."
-    def __init__(self, msg:str, replies:list|None=None, usage:dict|None=None): super().__init__(msg); self.replies, self.usage, self.run = replies, usage, None
+    def __init__(self, msg:str,                # what failed and what to do
+                 replies:list|None=None,       # the `TeacherReply`s of the failed call
+                 usage:dict|None=None):        # what the failed call cost (requests, tokens)
+        super().__init__(msg); self.replies, self.usage, self.run = replies, usage, None   # `run`: the partial `ELADRun`
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000018
 def _get(o, k, default=0):
@@ -177,14 +180,20 @@ class LLMTeacher:
 # %% ../../nbs/07c_elad.loop.ipynb #0000001c
 class LMStudent:
     "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
-    def __init__(self, model, tok,
+    def __init__(self, model,              # a Hugging Face causal LM, e.g. from `llmkd.lm.load_lm`
+                 tok,                      # its tokenizer
                  max_new_tokens:int=64,    # tokens of a rationale
                  answer_tokens:int=6,      # tokens of a forced answer
                  temperature:float=0.8,    # sampling temperature of the M rationales
                  bs:int=64,                # generation batch size
-                 lr:float=1e-3, epochs:int=2, train_bs:int=8, wd:float=0.,
+                 lr:float=1e-3,            # fine-tuning learning rate
+                 epochs:int=2,             # fine-tuning epochs per round
+                 train_bs:int=8,           # fine-tuning batch size
+                 wd:float=0.,              # weight decay
                  lora=False,               # True / dict of `llmkd.lm.add_lora` arguments: train adapters only
-                 system:str|None=None, instruction:str=STUDENT_INSTRUCTION, seed:int=0):
+                 system:str|None=None,     # system message of every prompt
+                 instruction:str=STUDENT_INSTRUCTION, # appended to each question
+                 seed:int=0):              # seed of the fine-tuning shuffles
         if lora:
             from llmkd.lm import add_lora
             model = add_lora(model, **(lora if isinstance(lora, dict) else {}))
@@ -224,7 +233,10 @@ def finetune(self:LMStudent, questions:Sequence[str], responses:Sequence[str]):
 # %% ../../nbs/07c_elad.loop.ipynb #0000001e
 class ScriptedStudent:
     "A student that replays fixed outputs (for tests): dicts keyed by question, and by (question, forced lead-in) (a list: sampled)."
-    def __init__(self, rationales:dict, samples:dict|None=None, forced:dict|None=None, default:str='Answer: 0'):
+    def __init__(self, rationales:dict,           # question -> greedy rationale
+                 samples:dict|None=None,       # question -> list of sampled rationales
+                 forced:dict|None=None,        # (question, lead-in) -> forced answer (a list: one per sample)
+                 default:str='Answer: 0'):     # what it says to anything else
         self.rationales, self.samples, self.forced, self.default = rationales, samples or {}, forced or {}, default
         self.trained, self.calls = [], []
     def solve(self, questions, n=1, sample=False, seed=None):
@@ -238,13 +250,16 @@ class ScriptedStudent:
     def finetune(self, questions, responses): self.trained.append(list(zip(questions, responses)))
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000021
-def probe_student(student, questions:Sequence[str], idxs:Sequence[int],
+def probe_student(student,                 # has `solve` and `force`, e.g. `LMStudent`
+                  questions:Sequence[str],  # the pool questions to probe
+                  idxs:Sequence[int],       # their pool indices
                   prefixes:bool=True,       # forced answers after each prefix of the greedy rationale
                   n_samples:int=0,          # M sampled rationales per question (0: none)
                   empty_prefix:bool=False,  # also force an answer before any step
                   max_steps:int=8,          # prefixes probed at most (runaway rationales)
                   forced_samples:int=1,     # >1: sample that many forced answers per prefix (intra mode 'sampled')
-                  seed:int|None=None) -> list[StudentProbe]: # seed of the sampled answers
+                  seed:int|None=None        # seed of the sampled answers
+                 ) -> list[StudentProbe]:
     "Greedy rationales, forced answers after each prefix (one batched call) and sampled answers of the student."
     probes = []
     for i, r in zip(idxs, student.solve(questions)):
@@ -327,16 +342,24 @@ def _revised(reqs, replies, failures):
     return new
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000002a
-def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[ArithProblem],
+def run_elad(student,                          # has `solve`, `force` and `finetune`, e.g. `LMStudent`
+             teacher,                          # e.g. `OfflineArithTeacher()` or `LLMTeacher(Teacher(...))`
+             pool:Sequence[ArithProblem],      # questions the teacher may annotate
+             heldout:Sequence[ArithProblem],   # questions the student is evaluated on
              selection:Selection|None=None,   # default: ELADSelection()
-             rounds:int=5, b:int=8,            # rounds; items sent to the teacher per round
+             rounds:int=5,                     # rounds at most
+             b:int=8,                          # items sent to the teacher per round
              budget:int|None=None,             # teacher completion tokens in all
              budget_requests:int|None=None,    # teacher requests in all
              n_samples:int=4,                  # M sampled rationales (when the strategy needs them)
-             empty_prefix:bool=False, max_steps:int=8,
+             empty_prefix:bool=False,          # see `probe_student`
+             max_steps:int=8,                  # see `probe_student`
              train_on:str='all',               # fine-tune each round on 'all' annotations so far or only the 'new' ones
-             patience:int|None=None, min_delta:float=0.,
-             seed:int=0, log:Callable|None=None) -> ELADRun:
+             patience:int|None=None,           # stop after this many rounds without improvement (None: never)
+             min_delta:float=0.,               # smallest held-out accuracy gain that counts as improvement
+             seed:int=0,                       # seed of selection ties and sampling
+             log:Callable|None=None            # called with each history row as it is made
+            ) -> ELADRun:
     "Active distillation: probe the student, select within the budget, let the teacher revise, fine-tune, evaluate."
     if train_on not in ('all', 'new'): raise InputError(f"train_on={train_on!r}: use 'all' or 'new'")
     selection = selection or ELADSelection()
@@ -372,9 +395,10 @@ def run_elad(student, teacher, pool:Sequence[ArithProblem], heldout:Sequence[Ari
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000032
 def compare_strategies(make_student:Callable,          # () -> a fresh student (same initial weights each time)
-                       teacher, pool, heldout,
+                       teacher,                        # shared by every strategy
+                       pool, heldout,                  # as for `run_elad`
                        selections:Sequence[Selection], # e.g. [ELADSelection(), RandomSelection(), DisagreementSelection()]
-                       **kwargs) -> tuple[pd.DataFrame, dict]:
+                       **kwargs) -> tuple[pd.DataFrame, dict]: # more `run_elad` arguments
     "Run `run_elad` for every strategy; the stacked histories and the runs by strategy name."
     runs = {}
     for sel in selections: runs[sel.name] = run_elad(make_student(), teacher, pool, heldout, sel, **kwargs)
@@ -395,7 +419,7 @@ def summarize_runs(history:pd.DataFrame,                     # `run_elad` histor
 def plot_accuracy_vs_tokens(history:pd.DataFrame,      # `run_elad` histories, e.g. from `compare_strategies`
                             metric:str='accuracy',      # 'accuracy' or 'step_accuracy'
                             ax:Axes|None=None,          # None: a new figure
-                            title:str|None=None):
+                            title:str|None=None):       # axes title
     "Held-out `metric` against cumulative teacher completion tokens, one line per strategy."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))

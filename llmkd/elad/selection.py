@@ -67,7 +67,7 @@ class StudentProbe:
     prefix_answers: list = field(default_factory=list)   # forced answer after each prefix of `steps`
     sampled_answers: list = field(default_factory=list)  # final answers of the M sampled rationales
 
-def probe_uncertainty(probes:Sequence[StudentProbe],
+def probe_uncertainty(probes:Sequence[StudentProbe],      # e.g. from `probe_student`
                       intra_mode:str='flips',            # see `intra_uncertainty`
                       inter_method:str='disagreement',   # see `inter_uncertainty`
                       w_intra:float=0.5):                # see `combined_uncertainty`
