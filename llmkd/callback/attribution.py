@@ -329,6 +329,7 @@ def _units(self:AttributionRegularizer, model, names):
         "names, and a prior is never applied by position: pass `features=` (the model's input names, in order).")
     return None, {}
 
+# %% ../../nbs/03_callback.attribution.ipynb #d6ea23fb
 @patch
 def _setup(self:AttributionRegularizer):
     "Match the prior to the model's inputs and outputs; the target (F, K) on the model's device."
