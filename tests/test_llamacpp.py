@@ -6,6 +6,7 @@ Start it (see nbs/01_teacher.ipynb):
 then `pytest tests/test_llamacpp.py` (skipped unless the server is reachable or LLMKD_LLM_TESTS=1).
 """
 import math
+import numpy as np
 import pytest
 from pydantic import BaseModel
 from llmkd.teacher import Teacher, TokenLogprob
@@ -57,3 +58,46 @@ def test_several_choices_topped_up(teacher):
 def test_map_in_order(teacher):
     rs = teacher.map([f'Repeat the number {i}.' for i in range(4)], max_tokens=6, temperature=0, progress=False)
     assert len(rs) == 4 and all(r.text.strip() for r in rs)
+
+
+# ---- pseudo-labels against the real server: structured answers, the confidence mapping, pseudo_label end to end
+from llmkd.pseudolabel import BBC_TOPICS, bbc_news, label_prompt, label_schema, logprob_confidence, pseudo_label, LabelError
+
+BBC = list(BBC_TOPICS)
+
+
+@pytest.fixture(scope='module')
+def articles():
+    df = bbc_news()
+    return df.iloc[[0, 1300, 2100]].reset_index(drop=True)   # business, politics, tech
+
+
+def test_structured_label_stays_in_the_set_and_is_scored(teacher, articles):
+    a = teacher.ask(label_prompt(articles.text[0], BBC, BBC_TOPICS, max_chars=300), schema=label_schema(BBC),
+                    temperature=0, top_logprobs=20, max_tokens=24, max_reasks=2)
+    assert a.parsed.label in BBC                                  # the server compiled the enum into a grammar
+    conf, src, probs = logprob_confidence(a.logprobs, a.parsed.label, BBC)
+    assert src == 'logprob_labels' and sum(probs) == pytest.approx(1) and 0 < conf <= 1
+    assert all(len(t.top) >= 20 for t in a.logprobs)              # llama.cpp lists 20 alternatives (plus the chosen token)
+
+
+def test_pseudo_label_end_to_end_and_resumed_from_the_cache(teacher, articles):
+    pl = pseudo_label(articles.text, BBC_TOPICS, teacher, gold=articles.label, max_chars=300, max_tokens=24, progress=False)
+    paid = teacher.usage.requests
+    assert paid >= len(articles) and set(pl.label) <= set(BBC)
+    for _, r in pl.iterrows():
+        p = np.array(r.probs)
+        assert r.confidence_source == 'logprob_labels' and p.sum() == pytest.approx(1)
+        assert p[BBC.index(r.label)] == pytest.approx(p.max()) or isinstance(r.note, str)
+    assert pl.attrs['calibration'].n == len(articles)
+    again = pseudo_label(articles.text, BBC_TOPICS, teacher, gold=articles.label, max_chars=300, max_tokens=24, progress=False)
+    assert teacher.usage.requests == paid and list(again.label) == list(pl.label)   # a rerun pays nothing
+
+
+def test_bare_answers_are_short_and_mapped_or_reported(teacher, articles):
+    try:
+        pl = pseudo_label(articles.text, BBC_TOPICS, teacher, structured=False, max_chars=300, max_reasks=1, progress=False)
+        assert set(pl.label) <= set(BBC)
+    except LabelError as e:                                        # prose naming no label, not even at its first token
+        assert e.bad and all(i in range(len(articles)) for i, _, _ in e.bad)
+    assert teacher.usage.completion_tokens <= (len("entertainment")//2 + 6) * teacher.usage.requests   # max_tokens from the longest label
