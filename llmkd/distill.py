@@ -214,6 +214,7 @@ def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat
     used = float(next(cb for cb in learn.cbs if isinstance(cb, SampleSelector)).used.float().mean())
     path = export_student(learn, out/'student.pkl', classes)
     sample = df.text.iloc[ev if has_eval else pool].tolist()[:64]   # timed without the embedding cache
+    predict_texts(learn, sample[:2], cache=False)   # load the sentence model before timing
     s_lat = _latency(lambda ts: predict_texts(learn, ts, cache=False), sample)
     if not _is_llm(teacher): teacher_lat = _latency(EmbeddingTeacher(labels, max_chars=teacher.max_chars, cache=False).predict_proba, sample)
     s_f1 = t_f1 = cal = None
