@@ -166,3 +166,24 @@ def test_page_checks_catch_offenders():
         assert any(want in b for b in bad), (want, bad)
     clean = '<main><div class="cell-output cell-output-display cell-output-markdown"><hr><h3 id="foo">Foo</h3><p><em>doc</em></p></div></main>'
     assert page_problems(clean, names=['Foo']) == []
+
+def test_localize_and_link_check(tmp_path):
+    "tools/docs.py: KaTeX copied into the site and referenced relatively, published-site links made local, bad anchors caught."
+    sys.path.insert(0, str(root/'tools'))
+    import docs
+    katex = tmp_path/'katex'
+    for f in ['katex.min.css', 'katex.min.js', 'contrib/auto-render.min.js', 'fonts/KaTeX_Main-Regular.woff2']:
+        (katex/f).parent.mkdir(parents=True, exist_ok=True); (katex/f).write_text('x')
+    s = tmp_path/'site'; (s/'sub').mkdir(parents=True)
+    (s/'a.html').write_text('<h3 id="foo">foo</h3>')
+    (s/'sub'/'b.html').write_text('<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/katex@0.16.11/dist/katex.min.css">'
+                                  '<a href="https://x.io/p/a.html#foo"><code>foo</code></a><a href="https://x.io/p/a.html#nope">x</a>')
+    names = docs.localize(s, 'https://x.io/p/', katex)
+    b = (s/'sub'/'b.html').read_text()
+    assert 'href="../site_libs/katex/katex.min.css"' in b and 'cdn.jsdelivr' not in b
+    assert 'href="../a.html#foo"' in b and len(names) == 2
+    assert (s/'site_libs/katex/fonts/KaTeX_Main-Regular.woff2').exists() and (s/'site_libs/katex/contrib/auto-render.min.js').exists()
+    assert docs.broken_links(s, 'https://x.io/p/') == ['sub/b.html: ../a.html#nope (no such anchor)']
+    assert docs.cdn_refs(s) == []
+    q = tmp_path/'_quarto.yml'; q.write_text('      - text: "v0.0.0"  # package version: kept by tools/docs.py\n')
+    docs.sync_version(q, '1.2.3'); assert '"v1.2.3"' in q.read_text()
