@@ -431,7 +431,8 @@ def _refusal(self:Teacher, f:_Failure, req:dict) -> TeacherAPIError|None:
     if s in (401, 403):
         return TeacherAuthError(scrub(f'{host} rejected the credentials ({f.msg}): check `api_key=` or OPENAI_API_KEY, and '
                                       f'that this key may use the model {self.model!r}', key), s)
-    if 'response_format' in req and s not in RETRY_STATUS:
+    worked = isinstance(req.get('response_format'), dict) and req['response_format'].get('type') == self._learned_get('mode')
+    if 'response_format' in req and s not in RETRY_STATUS and not (worked and s >= 500):   # a 5xx in a mode that worked: transient
         return _FormatRefused(scrub(f'{host} refused the structured-output request ({f.msg})', key), s)
     if s < 500 and s not in RETRY_STATUS:
         return TeacherBadRequestError(scrub(f'{host} refused the request as invalid ({f.msg}): check the model name {self.model!r}, '
@@ -606,13 +607,14 @@ def _choices(self:Teacher, resp, logprobs):
     return out
 
 @patch
-def _ask_n(self:Teacher, req, n, usage, logprobs):
+def _ask_n(self:Teacher, req, n, usage, logprobs, on_answer=None):
     "Choices for `req`, topping up with further requests when the server returns fewer than `n` (learned as 'n ignored')"
     choices, part = [], 0
     while len(choices) < n:
         r = req if part == 0 else {k: v for k, v in {**req, 'n': n - len(choices)}.items() if not (k == 'n' and v == 1)}
         got = self._choices(self._complete(r, usage, part), logprobs)
         if not got: raise TeacherAPIError(f'{self.host} returned no choices')
+        if part == 0 and on_answer is not None: on_answer()
         if part == 0 and n > 1: self._learn('n', 'honoured' if len(got) >= n else 'ignored')
         if len(got) == 1 and self.cache is not None: got[0].cache_key = request_key(self.base_url, r, part)
         choices += got; part += 1
@@ -669,18 +671,17 @@ def _validated(self:Teacher, choice, req, schema, max_reasks, usage, logprobs, o
 # %% ../nbs/01_teacher.ipynb #0000002a2
 @patch
 def _ask_structured(self:Teacher, msgs, schema, kw, usage, logprobs) -> tuple:
-    "(choices, the request that produced them, requests refused), trying the modes in turn; the mode that works is learned"
+    "(choices, the request that produced them, requests refused), trying the modes in turn; the mode is learned from its first answer"
     refused = 0
     with (nullcontext() if self._learned_get('mode') else self._probe_lock):   # one thread learns the mode, the others wait
         mode = self._learned_get('mode') or MODES[0]
         while True:
             req = self._request(msgs, schema, mode, **kw)
-            try: choices = self._ask_n(req, kw['n'], usage, logprobs); break
+            try: choices = self._ask_n(req, kw['n'], usage, logprobs, on_answer=lambda m=mode: self._learn('mode', m)); break
             except _FormatRefused as e:
                 if mode == MODES[-1]: raise
                 _log.info(f'{self.host} refused response_format mode {mode!r} ({e}); falling back')
                 refused, mode = refused + 1, MODES[MODES.index(mode) + 1]
-        self._learn('mode', mode)
     return choices, req, refused
 
 # %% ../nbs/01_teacher.ipynb #0000002b

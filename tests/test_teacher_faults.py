@@ -245,3 +245,19 @@ def test_shell_endpoint_settings_do_not_leak_into_tests(monkeypatch):
     monkeypatch.setenv('LLMKD_MODEL', 'from-shell')
     with LLMServer() as srv:
         assert Teacher(base_url=srv.base_url, cache=False).ask('hi').text == 'hi' and srv.requests[0]['model'] == 'from-shell'
+
+
+def test_server_dying_mid_choices_rerun_pays_only_the_missing_parts(tmp_path):
+    "The mode is learned from the first answer, and the choices that came back are kept, even when the call then fails"
+    state = {'down': False}
+    def respond(b):
+        if state['down']: raise RuntimeError('out of memory')
+        state['down'] = True                            # the server answers once, then fails
+        return '{"label": "a", "confidence": 0.5}'
+    with LLMServer(respond, response_formats=('text', 'json_object'), ignore_n=True) as srv:
+        with pytest.raises(TeacherUnavailableError): fast(srv, tmp_path, max_retries=1).ask('q', schema=Label, n=3)
+        assert [fmt(r) for r in srv.requests] == ['json_schema', 'json_object', 'json_object', 'json_object']
+        srv.reset(); state['down'] = False; srv.respond = lambda b: '{"label": "a", "confidence": 0.5}'
+        a = fast(srv, tmp_path).ask('q', schema=Label, n=3)
+    assert len(a.choices) == 3 and [fmt(r) for r in srv.requests] == ['json_object', 'json_object']   # parts 1 and 2 only
+    assert a.usage.cache_hits == 1 and not a.cached
