@@ -215,6 +215,7 @@ def _names_check(names, expected) -> list:
 class AttributionAnswer(BaseModel):
     "Step-by-step reasoning, then `scores`: one integer in [-10, 10] per feature; `answer_schema` makes one per task."
     reasoning: str = Field(description="step-by-step reasoning about the features")   # no maxLength: llama-cpp-python 0.3.36 segfaults on its grammar
+    scores: dict[str, Score]   # `answer_schema` replaces it by one required property per feature
     expected_features: ClassVar[tuple] = ()
 
     @model_validator(mode='before')
@@ -226,7 +227,7 @@ class AttributionAnswer(BaseModel):
         if errs: raise ValueError("; ".join(errs) + ". Score each of these features exactly once: " + ", ".join(cls.expected_features))
         return {**data, 'scores': sc}
 
-    def to_dict(self) -> dict: return self.scores.model_dump(by_alias=True)
+    def to_dict(self) -> dict: return dict(self.scores) if isinstance(self.scores, dict) else self.scores.model_dump(by_alias=True)
 
 def answer_schema(features) -> type[AttributionAnswer]:
     "The answer model for `features`: `reasoning`, then `scores` with one required integer in [-10, 10] per feature."
