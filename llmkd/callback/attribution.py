@@ -565,6 +565,7 @@ def attributions(self:AttributionRegularizer, xb:tuple|None=None, y:torch.Tensor
     g = _class_means(a.detach(), group, self.target.shape[1])[0]
     return g if xb[self._xi].dim() == 3 else g[0]
 
+# %% ../../nbs/03_callback.attribution.ipynb #1e203cdf
 @patch
 def laat(self:Learner, prior, # AttributionPrior, dict, DataFrame, Series or array of scores
          **kwargs) -> Learner: # `AttributionRegularizer` arguments

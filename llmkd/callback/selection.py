@@ -42,7 +42,7 @@ class IndexedDataset:
 # %% ../../nbs/05_callback.selection.ipynb #00000008
 class TensorDL(DataLoader):
     "A fastai `DataLoader` over a `TensorDataset` (optionally in an `IndexedDataset`) that batches by slicing"
-    def __init__(self, dataset=None, bs=64, **kwargs): super().__init__(dataset, bs=bs, **kwargs)
+    def __init__(self, dataset:TensorDataset|IndexedDataset|None=None, bs:int=64, **kwargs): super().__init__(dataset, bs=bs, **kwargs)
     @property
     def tensors(self): return getattr(self.dataset, 'ds', self.dataset).tensors
     def create_item(self, s): return s
@@ -384,7 +384,7 @@ class FixedThresholdSelector(SampleSelector):
 class RandomSubsetSelector(SampleSelector):
     "Baseline: a random subset of the pool, drawn once, of `budget` samples (a share if float); unweighted"
     def __init__(self, conf, budget, # Float in (0, 1]: share of the pool; int: number of samples
-                 seed=None, **kwargs): # Seed of the draw (set it in distributed runs: every rank must draw the same)
+                 seed:int|None=None, **kwargs): # Seed of the draw (set it in distributed runs: every rank must draw the same)
         super().__init__(conf, **kwargs); self.budget, self.seed = budget, seed
         self._pool_changed()
     def _pool_changed(self):
@@ -411,7 +411,7 @@ def llkd(self:Learner, conf, # Teacher confidence per training item: array in th
 
 # %% ../../nbs/05_callback.selection.ipynb #00000036
 @patch
-def plot_thresholds(self:ConfidenceSelector, classes=None, # Class names (default: 0..C-1)
+def plot_thresholds(self:ConfidenceSelector, classes:list|None=None, # Class names (default: 0..C-1)
                     figsize=(12, 3.2)):
     "Per-class thresholds tau_T(y) and tau_S(y), and the selected fraction, over the training steps"
     h, C = self.history, self.n_classes
@@ -438,8 +438,8 @@ def pool_uncertainty(self:ConfidenceSelector):
     return normalized_entropy(logits), y
 
 @patch
-def plot_selection(self:ConfidenceSelector, u=None, y:torch.Tensor|None=None, # Pool uncertainty and pseudo-labels (default: from the Learner)
-                   classes=None, max_points=3000, figsize=None):
+def plot_selection(self:ConfidenceSelector, u:torch.Tensor|None=None, y:torch.Tensor|None=None, # Pool uncertainty and pseudo-labels (default: from the Learner)
+                   classes:list|None=None, max_points:int=3000, figsize:tuple|None=None):
     "Teacher confidence vs student uncertainty per pseudo-label class, the region selected now shaded"
     if u is None: u, y = self.pool_uncertainty()
     c, u, y = self.conf.cpu(), u.cpu(), y.cpu()
