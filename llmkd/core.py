@@ -10,6 +10,7 @@ import math, numbers
 from collections import Counter
 from typing import Sequence
 import numpy as np
+import pandas as pd
 
 # %% auto #0
 __all__ = ['LLMKDError', 'InputError', 'check_unique', 'is_missing', 'check_texts', 'check_number', 'check_finite_array']
@@ -40,7 +41,7 @@ def check_unique(names:Sequence, # class names, feature names, ...
 # %% ../nbs/00_core.ipynb #0000000d
 def is_missing(v) -> bool:
     "True for None, NaN and pandas' NA"
-    if v is None: return True
+    if v is None or v is getattr(pd, 'NA', None): return True
     try: return bool(v != v)
     except (TypeError, ValueError): return False
 

@@ -218,3 +218,11 @@ def _answer(self:LLMServer, h, body, fault, opts):
     if fault == 'malformed': return h._send(200, raw=json.dumps(resp).encode()[:25])
     if fault == 'slow_drip': return h._drip(json.dumps(resp).encode(), opts.get('interval', 0.5))
     h._send(200, resp)
+
+# %% ../nbs/00_testing.ipynb #0000020f
+def __getattr__(name):
+    "`BatchServer` and `BATCH_FAULTS` live in `llmkd.batch` (which builds on this module); imported on first use"
+    if name in ('BatchServer', 'BATCH_FAULTS'):
+        import llmkd.batch
+        return getattr(llmkd.batch, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -27,6 +27,16 @@ nbdev-test --n-workers 2 || fail "notebook tests"
 step "docs site (offline render of nbs/_quarto.yml) and link check"
 python tools/docs.py --check || fail "docs build"
 
-step "pytest"
+step "llama.cpp server (SmolLM2-135M-Instruct GGUF) for the llm-flagged tests"
+# Builds llama-cpp-python on a machine that has never built it (about 10 minutes on 2 cores; pip caches the wheel).
+LLMKD_LLAMACPP_URL=$(bash tools/llamacpp_server.sh) || fail "could not start the llama.cpp server"
+export LLMKD_LLAMACPP_URL LLMKD_LLM_TESTS=1
+trap 'kill "$(cat "${LLAMACPP_LOG:-${TMPDIR:-/tmp}/llmkd_llamacpp_server.log}.pid")" 2>/dev/null' EXIT
+echo "serving at $LLMKD_LLAMACPP_URL"
+
+step "nbdev-test --flags llm: the API notebooks' llm cells against that server"
+nbdev-test --flags llm --n-workers 1 --file-re '^(01_teacher|02_priors|04_pseudolabel)\.ipynb$' || fail "llm notebook tests"
+
+step "pytest (llm tests included)"
 # Exit 5 (no test collected) fails too: tests/ holds tests, so collecting none means something is broken.
 python -m pytest -q tests
