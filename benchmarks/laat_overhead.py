@@ -6,6 +6,9 @@ MLP Linear(F,100) -> ReLU -> Linear(100,1), batch 256, Adam, F = 30 and F = 200,
 - 'torch' rows: the same step in a bare torch loop, the penalty from a double-backprop input gradient
   (the generic path, taken by models that do not start with a linear layer); 'torch-lin' rows: the same
   through the leading Linear's output h, g = mean_i(df/dh_i) W (what the callback does for this MLP).
+- 'tabular' row: fastai's `tabular_learner` (layers [200, 100], BatchNorm, embeddings) on 4 categorical columns of
+  5 levels and F - 20 continuous ones (F = scored inputs: 20 levels + the continuous columns), with vs without
+  `.laat(prior)` on the level names; BatchNorm makes the callback run a second (float32, BN in eval) forward.
 Peak memory: on CUDA, torch.cuda.max_memory_allocated over the step minus what was allocated before it;
 on CPU, the peak of the running sum of the torch profiler's per-op self memory (allocations minus frees,
 ordered by op start) during one step: tensor memory only, not the process RSS, and frees inside an op are
@@ -25,6 +28,7 @@ from llmkd.callback.attribution import AttributionRegularizer, transform_prior, 
 from llmkd.callback.attribution import _capture_io, _linear_class_means, _penalty_from_means
 
 torch.set_num_threads(1)
+import warnings; warnings.filterwarnings('ignore', message='The given NumPy array is not writable')   # fastai 2.8 on pandas 3
 dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 BS, HIDDEN = 256, 100
 
@@ -106,6 +110,26 @@ def bench(n_in, steps):
                  *[fmem[k] / 2**20 if fmem else float('nan') for k in learners]))
     return rows
 
+def bench_tabular(n_in, steps):
+    "fastai tabular_learner with vs without LAAT: median time per training batch"
+    import numpy as np, pandas as pd
+    from fastai.tabular.all import tabular_learner, TabularDataLoaders, Categorify, Normalize
+    rng, n = np.random.default_rng(0), BS * steps
+    cats, conts = [f'c{i}' for i in range(4)], [f'x{i}' for i in range(n_in - 20)]
+    df = pd.DataFrame({**{c: rng.choice(list('abcde'), n) for c in cats}, **{c: rng.normal(size=n) for c in conts}})
+    df['y'] = np.where(df[conts[0]] + (df.c0 == 'a') > 0, 'yes', 'no')
+    dls = TabularDataLoaders.from_df(df, y_names='y', cat_names=cats, cont_names=conts, procs=[Categorify, Normalize],
+                                     bs=BS, valid_idx=list(range(BS)), device=dev)
+    prior = {f'{c}_{v}': float(rng.integers(-10, 11)) for c in cats for v in 'abcde'} | {c: float(rng.integers(-10, 11)) for c in conts}
+    learners = {k: tabular_learner(dls, layers=[200, 100], cbs=BatchTimer()) for k in ('base', 'laat')}
+    learners['laat'].laat(prior)
+    times = {'base': [], 'laat': []}
+    for rnd in range(3):
+        for k, l in learners.items():
+            with l.no_logging(), l.no_bar(): l.fit(1, 1e-3)
+            if rnd: times[k] += l.batch_timer.times[2:]
+    return ('tabular', n_in, *[statistics.median(times[k]) * 1e3 for k in learners], float('nan'), float('nan'))
+
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--steps', type=int, default=60)
@@ -117,5 +141,5 @@ if __name__ == '__main__':
     hdr = f'{"loop":9} {"F":>4} {"ms base":>8} {"ms laat":>8} {"time x":>7} {"MiB base":>9} {"MiB laat":>9} {"mem x":>6}'
     print(hdr); print('-' * len(hdr))
     for n_in in (30, 200):
-        for loop, f, tb, tl, mb, ml in bench(n_in, args.steps):
+        for loop, f, tb, tl, mb, ml in bench(n_in, args.steps) + [bench_tabular(n_in, args.steps)]:
             print(f'{loop:9} {f:>4} {tb:8.3f} {tl:8.3f} {tl / tb:7.2f} {mb:9.2f} {ml:9.2f} {ml / mb if mb == mb and mb else float("nan"):6.2f}')
