@@ -478,6 +478,7 @@ def _penalty(self:AttributionRegularizer, y) -> tuple:
             group = self._group(y, x.shape[:-1])
             f = prior_logit(out, x.shape[:-1], self.target.shape[1], group, self._pos)
             g, count = _linear_class_means(self._lin, self._io[1], f, group, self.target.shape[1], self.sync)
+            if self._cont_sel is not None: g = g[..., self._cont_sel]   # the scored inputs, in the target's order
             return _penalty_from_means(self._check_width(g), count, self.target)
         fresh = True
     a, v, group = _stacked(*self._attributions(y, fresh))
