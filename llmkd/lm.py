@@ -6,7 +6,7 @@ Docs: https://llmkd.github.io/llmkd/lm.html.md"""
 
 # %% ../nbs/06_lm.ipynb #00000003
 from __future__ import annotations
-import os, shutil, tempfile, importlib.util
+import os, re, shutil, tempfile, importlib.util
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import store_attr, ifnone, patch
@@ -21,8 +21,8 @@ from fastai.torch_core import trainable_params, default_device
 
 # %% auto #0
 __all__ = ['smollm2_gguf', 'load_tokenizer', 'smollm2_tokenizer', 'byte_tokenizer', 'load_lm', 'tiny_lm', 'chat_prompt',
-           'tokenize_pair', 'generate', 'lm_items', 'lm_collate', 'lm_dls', 'LMWrapper', 'LMLoss', 'add_lora',
-           'lm_learner']
+           'tokenize_pair', 'RegexStop', 'generate', 'lm_items', 'lm_collate', 'BucketDL', 'lm_dls', 'LMWrapper',
+           'LMLoss', 'add_lora', 'lm_learner']
 
 # %% ../nbs/06_lm.ipynb #00000006
 def smollm2_gguf() -> Path:
@@ -174,19 +174,34 @@ def _unwrap(model):
     "The Hugging Face model inside an `LMWrapper` (and a fastai Learner's model)."
     return getattr(model, 'lm', model)
 
-def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs):
+class RegexStop:
+    "Stopping criterion: a row is done once its decoded continuation (after the first `start` tokens) matches `pattern`."
+    def __init__(self, tok, pattern:str, start:int): self.tok, self.pat, self.start = tok, re.compile(pattern), start
+    def __call__(self, input_ids, scores, **kwargs):
+        texts = self.tok.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([self.pat.search(t) is not None for t in texts], device=input_ids.device)
+
+def _cut(text, stop):
+    "`text` up to the end of the first match of the regex `stop` (all of it when there is none)."
+    m = re.search(stop, text) if stop else None
+    return text[:m.end()] if m else text
+
+def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop=None):
     "Decoded continuations of the token lists `ids`, generated in left-padded batches of similar length."
+    from transformers import StoppingCriteriaList
     order, outs, dev = sorted(range(len(ids)), key=lambda i: len(ids[i])), [None]*len(ids), next(m.parameters()).device
     for s in range(0, len(order), bs):
         idx = order[s:s+bs]; L = max(len(ids[i]) for i in idx)
         x = torch.tensor([[tok.pad_token_id]*(L-len(ids[i])) + ids[i] for i in idx], device=dev)
         mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
+        crit = dict(stopping_criteria=StoppingCriteriaList([RegexStop(tok, stop, L)])) if stop else {}
         out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, **samp, **kwargs)
+                         eos_token_id=tok.eos_token_id, **crit, **samp, **kwargs)
         for i, row in zip(idx, out[:, L:].tolist()):
-            outs[i] = tok.decode(row, skip_special_tokens=True)
+            outs[i] = _cut(tok.decode(row, skip_special_tokens=True), stop)
             if strip: outs[i] = outs[i].strip()
     return outs
+
 
 # %% ../nbs/06_lm.ipynb #c8a93f98
 @torch.no_grad()
@@ -203,8 +218,9 @@ def generate(model,                     # a Hugging Face causal LM (or an `LMWra
              chat:bool|None=None,        # use the chat template; default: when the tokenizer has one
              seed:int|None=None,         # torch seed for sampling
              strip:bool=True,            # strip whitespace around each continuation
+             stop:str|None=None,         # regex: a row stops once its continuation matches it, cut at the match's end
              **kwargs):                  # passed to `model.generate`
-    "Continuations of `prompts` (decoded, special tokens dropped, stripped), generated in left-padded batches."
+    "Continuations of `prompts` (decoded, special tokens dropped, stripped), generated in left-padded batches, optionally stopped at `stop`."
     single = isinstance(prompts, str)
     prompts = [prompts] if single else list(prompts)
     prefixes = [prefix]*len(prompts) if isinstance(prefix, str) else list(prefix)
@@ -213,7 +229,7 @@ def generate(model,                     # a Hugging Face causal LM (or an `LMWra
     ids = [tok(chat_prompt(tok, p, system, x, chat), add_special_tokens=False).input_ids for p,x in zip(prompts, prefixes)]
     if seed is not None: torch.manual_seed(seed)
     samp = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    try: outs = _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs)
+    try: outs = _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop)
     finally: m.train(was_training)
     return outs[0] if single else outs
 
@@ -245,6 +261,20 @@ def lm_collate(items:list, # items from `lm_items`
     if 'source' in items[0]: return ids, mask, labels, torch.tensor([it['source'] for it in items])
     return ids, mask, labels
 
+# %% ../nbs/06_lm.ipynb #a7e1d004
+class BucketDL(DataLoader):
+    "DataLoader of token items whose batches hold items of similar length: shuffled chunks of 50 batches, sorted within."
+    def get_idxs(self):
+        idxs = list(super().get_idxs())
+        ln = lambda i: len(self.dataset[i]['input_ids'])
+        if not self.shuffle: return sorted(idxs, key=ln)
+        chunk = (self.bs or 1)*50
+        srt = [i for s in range(0, len(idxs), chunk) for i in sorted(idxs[s:s+chunk], key=ln)]
+        batches = [srt[s:s+self.bs] for s in range(0, len(srt), self.bs)]
+        self.rng.shuffle(batches)
+        return [i for b in batches for i in b]
+
+
 # %% ../nbs/06_lm.ipynb #00000026
 def lm_dls(tok,                             # the tokenizer of the items (its pad token pads)
            train_items:list,                # items from `lm_items`
@@ -252,15 +282,16 @@ def lm_dls(tok,                             # the tokenizer of the items (its pa
            bs:int=8,                        # batch size
            shuffle:bool=True,               # False keeps a pre-shuffled order (as TELL's mixer makes)
            seed:int|None=None,              # seed of the shuffling
-           device:str|None=None             # default: fastai's default device
+           device:str|None=None,            # default: fastai's default device
+           bucket:bool=False                # batch items of similar length together (less padding, faster)
           ) -> DataLoaders:
     "fastai `DataLoaders` of tokenised items; `shuffle=False` keeps a pre-shuffled order (as TELL's mixer makes)."
     if not train_items: raise ValueError("No training items: pass a non-empty list from `lm_items`")
     device = ifnone(device, default_device())
     collate = lambda b: lm_collate(b, tok.pad_token_id)
-    mk = lambda items, shuf: DataLoader(list(items), bs=bs, shuffle=shuf, drop_last=False, create_batch=collate,
+    mk = lambda items, shuf, cls=DataLoader: cls(list(items), bs=bs, shuffle=shuf, drop_last=False, create_batch=collate,
                                         retain=lambda res,b: res, device=device, seed=seed)
-    dls = DataLoaders(mk(train_items, shuffle), mk(valid_items or [], False), device=device)
+    dls = DataLoaders(mk(train_items, shuffle, BucketDL if bucket else DataLoader), mk(valid_items or [], False), device=device)
     dls.n_inp, dls.tok = 2, tok  # inputs: input_ids, attention_mask; targets: labels (+ source)
     return dls
 

@@ -19,10 +19,10 @@ from .data import *
 from .selection import *
 
 # %% auto #0
-__all__ = ['TEACHER_SYSTEM', 'TeacherRevision', 'RevisionRequest', 'apply_revision', 'revision_messages', 'count_tokens_words',
-           'TeacherReply', 'OfflineArithTeacher', 'ELADTeacherError', 'LLMTeacher', 'LMStudent', 'ScriptedStudent',
-           'probe_student', 'evaluate_student', 'ELADRun', 'run_elad', 'compare_strategies', 'summarize_runs',
-           'plot_accuracy_vs_tokens']
+__all__ = ['TEACHER_SYSTEM', 'ANSWER_STOP', 'TeacherRevision', 'RevisionRequest', 'apply_revision', 'revision_messages',
+           'count_tokens_words', 'TeacherReply', 'OfflineArithTeacher', 'ELADTeacherError', 'LLMTeacher',
+           'complete_answers', 'LMStudent', 'ScriptedStudent', 'probe_student', 'evaluate_student', 'ELADRun',
+           'run_elad', 'compare_strategies', 'summarize_runs', 'plot_accuracy_vs_tokens']
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000006
 class TeacherRevision(BaseModel):
@@ -177,6 +177,25 @@ class LLMTeacher:
         if self.on_error == 'raise': _raise_if_down(reqs, answers, replies, usage)
         return replies, usage
 
+# %% ../../nbs/07c_elad.loop.ipynb #c7e1d001
+ANSWER_STOP = r'Answer:[^\n]*\d[^\n]*\n'   # a rationale is done once its `Answer:` line with a number has ended
+
+def complete_answers(student,                 # has `force`, e.g. `LMStudent`
+                     questions:Sequence[str], # one question per rationale
+                     rationales:list[str],     # the student's rationales
+                     sample:bool=False,       # sample the forced answers (as the rationales were)
+                     seed:int|None=None       # seed of the sampled answers
+                    ) -> list[str]:
+    "Rationales with an `Answer:` forced after the last step of those that have none (one batched `force` call)."
+    todo = [i for i, r in enumerate(rationales) if split_rationale(r)[1] is None]
+    if not todo: return list(rationales)
+    leads = [forced_prefix(split_rationale(rationales[i])[0]) for i in todo]
+    ans = student.force([questions[i] for i in todo], leads, sample=sample, seed=seed)
+    out = list(rationales)
+    for i, l, a in zip(todo, leads, ans): out[i] = f"{l} {a.strip().split(chr(10))[0]}"
+    return out
+
+
 # %% ../../nbs/07c_elad.loop.ipynb #0000001c
 class LMStudent:
     "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
@@ -193,7 +212,10 @@ class LMStudent:
                  lora=False,               # True / dict of `llmkd.lm.add_lora` arguments: train adapters only
                  system:str|None=None,     # system message of every prompt
                  instruction:str=STUDENT_INSTRUCTION, # appended to each question
-                 seed:int=0):              # seed of the fine-tuning shuffles
+                 seed:int=0,               # seed of the fine-tuning shuffles
+                 stop:str|None=ANSWER_STOP, # regex that ends a rationale early (None: always `max_new_tokens`)
+                 force_answer:bool=True,   # a rationale with no `Answer:` gets one forced after its last step
+                 bucket:bool=True):        # length-bucketed fine-tuning batches (less padding)
         if lora:
             from llmkd.lm import add_lora
             model = add_lora(model, **(lora if isinstance(lora, dict) else {}))
@@ -207,14 +229,15 @@ class LMStudent:
                         system=self.system, bs=self.bs, **kw)
 
     def solve(self, questions:Sequence[str], n:int=1, sample:bool=False, seed=None) -> list[str]:
-        "Rationales, `n` per question (grouped by question); greedy unless `sample`."
+        "Rationales, `n` per question (grouped by question), stopped at the answer line; greedy unless `sample`."
         qs = [q for q in questions for _ in range(n)]
-        return self._gen(qs, max_new_tokens=self.max_new_tokens, do_sample=sample, temperature=self.temperature, seed=seed)
+        outs = self._gen(qs, max_new_tokens=self.max_new_tokens, do_sample=sample, temperature=self.temperature, seed=seed, stop=self.stop)
+        return complete_answers(self, qs, outs, sample, seed) if self.force_answer else outs
 
     def force(self, questions:Sequence[str], prefixes:Sequence[str], n:int=1, sample:bool=False, seed=None) -> list[str]:
         "Short answers after each response lead-in (one lead-in per question), `n` per lead-in; greedy unless `sample`."
         qs, ps = [q for q in questions for _ in range(n)], [p for p in prefixes for _ in range(n)]
-        return self._gen(qs, ps, max_new_tokens=self.answer_tokens, do_sample=sample, temperature=self.temperature, seed=seed)
+        return self._gen(qs, ps, max_new_tokens=self.answer_tokens, do_sample=sample, temperature=self.temperature, seed=seed, stop=r'\n')
 
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001d
@@ -224,11 +247,34 @@ def finetune(self:LMStudent, questions:Sequence[str], responses:Sequence[str]):
     from llmkd.lm import lm_items, lm_dls, lm_learner
     items = lm_items(self.tok, [student_prompt(q, self.instruction) for q in questions], list(responses), system=self.system)
     dev = next(self.model.parameters()).device
-    dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev)
+    dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev, bucket=self.bucket)
     learn = lm_learner(dls, self.model, lr=self.lr, wd=self.wd)
     with learn.no_bar(), learn.no_logging(): learn.fit(self.epochs)
     self.model.eval()
     return learn
+
+# %% ../../nbs/07c_elad.loop.ipynb #c7e1d002
+@patch
+def answer_prob(self:LMStudent, questions:Sequence[str], prefixes:Sequence[str], answers:Sequence[str]) -> list[float]:
+    "Per-token (geometric mean) probability the student gives each answer right after its lead-in, teacher-forced in batches."
+    import torch
+    from llmkd.lm import chat_prompt, lm_collate, LMLoss
+    items = []
+    for q, p, a in zip(questions, prefixes, answers):
+        pi = self.tok(chat_prompt(self.tok, student_prompt(q, self.instruction), self.system, p), add_special_tokens=False).input_ids
+        ai = self.tok(' ' + str(a), add_special_tokens=False).input_ids
+        items.append(dict(input_ids=pi + ai, labels=[-100]*len(pi) + ai))
+    m, out = self.model, []
+    dev, was = next(m.parameters()).device, m.training
+    m.eval()
+    with torch.no_grad():
+        for s in range(0, len(items), self.bs):
+            ids, mask, labels = [t.to(dev) for t in lm_collate(items[s:s+self.bs], self.tok.pad_token_id)]
+            tl, keep = LMLoss().token_losses(m(input_ids=ids, attention_mask=mask).logits, labels), labels[:, 1:] != -100
+            out.append(torch.exp(-tl.sum(1) / keep.sum(1).clamp_min(1)))
+    m.train(was)
+    return torch.cat(out).tolist() if out else []
+
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001e
 class ScriptedStudent:
@@ -236,8 +282,9 @@ class ScriptedStudent:
     def __init__(self, rationales:dict,           # question -> greedy rationale
                  samples:dict|None=None,       # question -> list of sampled rationales
                  forced:dict|None=None,        # (question, lead-in) -> forced answer (a list: one per sample)
-                 default:str='Answer: 0'):     # what it says to anything else
-        self.rationales, self.samples, self.forced, self.default = rationales, samples or {}, forced or {}, default
+                 default:str='Answer: 0',      # what it says to anything else
+                 confidence:dict|None=None):   # question -> probability of its greedy answer (default 0.5)
+        self.rationales, self.samples, self.forced, self.default, self.confidence = rationales, samples or {}, forced or {}, default, confidence or {}
         self.trained, self.calls = [], []
     def solve(self, questions, n=1, sample=False, seed=None):
         self.calls.append(('solve', len(questions)*n))
@@ -248,6 +295,10 @@ class ScriptedStudent:
         out = [self.forced.get((q, p), '0') for q, p in zip(questions, prefixes)]
         return [o if isinstance(o, str) else o[i % len(o)] for o in out for i in range(n)]
     def finetune(self, questions, responses): self.trained.append(list(zip(questions, responses)))
+    def answer_prob(self, questions, prefixes, answers):
+        self.calls.append(('answer_prob', len(questions)))
+        return [self.confidence.get(q, 0.5) for q in questions]
+
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000021
 def probe_student(student,                 # has `solve` and `force`, e.g. `LMStudent`
@@ -258,6 +309,7 @@ def probe_student(student,                 # has `solve` and `force`, e.g. `LMSt
                   empty_prefix:bool=False,  # also force an answer before any step
                   max_steps:int=8,          # prefixes probed at most (runaway rationales)
                   forced_samples:int=1,     # >1: sample that many forced answers per prefix (intra mode 'sampled')
+                  confidence:bool=False,    # the student's probability of each greedy answer (`answer_prob`; no answer: 0)
                   seed:int|None=None        # seed of the sampled answers
                  ) -> list[StudentProbe]:
     "Greedy rationales, forced answers after each prefix (one batched call) and sampled answers of the student."
@@ -266,17 +318,23 @@ def probe_student(student,                 # has `solve` and `force`, e.g. `LMSt
         steps, ans = split_rationale(r)
         probes.append(StudentProbe(i, r, steps, ans))
     if prefixes:
-        owner, qs, leads = [], [], []
+        owner, qs, leads, lens = [], [], [], []
         for k, p in enumerate(probes):
             for j in range(0 if empty_prefix else 1, min(len(p.steps), max_steps)+1):
-                owner.append(k); qs.append(questions[k]); leads.append(forced_prefix(p.steps[:j]))
+                owner.append(k); qs.append(questions[k]); leads.append(forced_prefix(p.steps[:j])); lens.append(j)
         if qs:
             n = forced_samples
             outs = [parse_number(o.strip().split('\n')[0]) for o in student.force(qs, leads, n=n, sample=n > 1, seed=seed)]
-            for j, k in enumerate(owner): probes[k].prefix_answers.append(outs[j] if n == 1 else outs[j*n:(j+1)*n])
+            for j, k in enumerate(owner):
+                probes[k].prefix_answers.append(outs[j] if n == 1 else outs[j*n:(j+1)*n]); probes[k].prefix_lens.append(lens[j])
     if n_samples:
         outs = student.solve(questions, n=n_samples, sample=True, seed=seed)
         for k, p in enumerate(probes): p.sampled_answers = [split_rationale(o)[1] for o in outs[k*n_samples:(k+1)*n_samples]]
+    if confidence:
+        has = [k for k, p in enumerate(probes) if p.answer is not None]
+        conf = student.answer_prob([questions[k] for k in has], [forced_prefix(probes[k].steps) for k in has], [probes[k].answer for k in has]) if has else []
+        for p in probes: p.confidence = 0.
+        for k, c in zip(has, conf): probes[k].confidence = float(c)
     return probes
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000022
@@ -316,12 +374,15 @@ def _annotate(student, teacher, pool, sel_idx, probes_by_idx):
     return reqs
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000029
+def _probed(sel): return sel.needs_prefixes or sel.needs_samples or getattr(sel, 'needs_confidence', False)
+
 def _probe_pool(student, pool, cand, selection, n_samples, empty_prefix, max_steps, seed):
     "Probes of the candidate pool items, as far as `selection` needs them (none: empty probes)."
-    if not (selection.needs_prefixes or selection.needs_samples): return [StudentProbe(i) for i in cand]
+    if not _probed(selection): return [StudentProbe(i) for i in cand]
     return probe_student(student, [pool[i].question for i in cand], cand, prefixes=selection.needs_prefixes,
                          n_samples=n_samples if selection.needs_samples else 0, empty_prefix=empty_prefix, max_steps=max_steps,
-                         forced_samples=getattr(selection, 'forced_samples', 1), seed=seed)
+                         forced_samples=getattr(selection, 'forced_samples', 1), seed=seed,
+                         confidence=getattr(selection, 'needs_confidence', False))
 
 def _ask_teacher(teacher, reqs, r, ledger, partial):
     "The teacher's replies for round `r`; on `ELADTeacherError` the round's usage is recorded and the partial run attached."
@@ -378,7 +439,7 @@ def run_elad(student,                          # has `solve`, `force` and `finet
         if n_aff < 1: stop = 'budget'; break
         probes = _probe_pool(student, pool, cand, selection, n_samples, empty_prefix, max_steps, seed*1000+r)
         all_probes.append(probes)
-        probed = selection.needs_prefixes or selection.needs_samples
+        probed = _probed(selection)
         reqs = _annotate(student, teacher, pool, selection.select(probes, b, n_aff, rng), {p.idx: p for p in probes if probed})
         replies, usage = _ask_teacher(teacher, reqs, r, ledger, partial)
         new = _revised(reqs, replies, fails)

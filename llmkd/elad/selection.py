@@ -12,25 +12,33 @@ from dataclasses import dataclass, field
 from typing import Sequence
 import numpy as np, pandas as pd
 from fastcore.basics import store_attr
+from ..core import InputError
+from .data import parse_number
 
 # %% auto #0
 __all__ = ['intra_uncertainty', 'inter_uncertainty', 'combined_uncertainty', 'StudentProbe', 'probe_uncertainty', 'TeacherLedger',
-           'Selection', 'ELADSelection', 'RandomSelection', 'DisagreementSelection', 'FullAnnotation']
+           'Selection', 'ELADSelection', 'RandomSelection', 'DisagreementSelection', 'LeastConfidenceSelection',
+           'FullAnnotation']
 
 # %% ../../nbs/07b_elad.selection.ipynb #00000006
 def intra_uncertainty(prefix_answers:Sequence,  # forced answers after each prefix of steps, shortest prefix first
                       final:str|None=None,      # the rationale's own final answer (used by 'vs_final')
-                      mode:str='flips'          # 'flips', 'vs_final' or 'sampled'
+                      mode:str='consistency',   # 'consistency', 'flips', 'vs_final' or 'sampled'
+                      step_values:Sequence|None=None # 'consistency': value each prefix's steps reached (None: empty prefix)
                      ) -> float:
     "Instability of the forced answers along the prefixes of one rationale, in [0, 1]."
     a = list(prefix_answers)
+    if mode == 'consistency':
+        if step_values is None or len(step_values) != len(a): raise InputError(f"mode='consistency' needs one step value per forced answer: got {None if step_values is None else len(step_values)} for {len(a)}")
+        pairs = [(x, v) for x, v in zip(a, step_values) if v is not None]
+        return sum(x != v for x, v in pairs) / len(pairs) if pairs else 0.
     if mode == 'flips': return sum(x != y for x, y in zip(a[1:], a[:-1])) / (len(a)-1) if len(a) > 1 else 0.
     if mode == 'sampled': return float(np.mean([inter_uncertainty(x) for x in a])) if a else 0.
     if mode == 'vs_final':
         if not a: return 0.
         ref = final if final is not None else a[-1]
         return sum(x != ref for x in a) / len(a)
-    raise ValueError(f"mode={mode!r}: use 'flips', 'vs_final' or 'sampled'")
+    raise InputError(f"mode={mode!r}: use 'consistency', 'flips', 'vs_final' or 'sampled'")
 
 # %% ../../nbs/07b_elad.selection.ipynb #0000000a
 def inter_uncertainty(answers:Sequence,             # final answers of M sampled rationales (None: no answer)
@@ -65,14 +73,20 @@ class StudentProbe:
     steps: list = field(default_factory=list)      # its steps (split_rationale)
     answer: str|None = None                        # its final answer
     prefix_answers: list = field(default_factory=list)   # forced answer after each prefix of `steps`
+    prefix_lens: list = field(default_factory=list)      # steps in each of those prefixes ([]: 1, 2, ... in order)
     sampled_answers: list = field(default_factory=list)  # final answers of the M sampled rationales
+    confidence: float|None = None                  # the student's probability of its greedy answer (least confidence)
+    def step_values(self) -> list:
+        "Value the steps of each probed prefix reached (None for the empty prefix)."
+        lens = self.prefix_lens or range(1, len(self.prefix_answers)+1)
+        return [parse_number(self.steps[j-1]) if 0 < j <= len(self.steps) else None for j in lens]
 
 def probe_uncertainty(probes:Sequence[StudentProbe],      # e.g. from `probe_student`
-                      intra_mode:str='flips',            # see `intra_uncertainty`
+                      intra_mode:str='consistency',      # see `intra_uncertainty`
                       inter_method:str='disagreement',   # see `inter_uncertainty`
                       w_intra:float=0.5):                # see `combined_uncertainty`
     "DataFrame of intra, inter and combined uncertainty, one row per probe (indexed by pool index)."
-    intra = [intra_uncertainty(p.prefix_answers, p.answer, intra_mode) for p in probes]
+    intra = [intra_uncertainty(p.prefix_answers, p.answer, intra_mode, p.step_values() if intra_mode == 'consistency' else None) for p in probes]
     inter = [inter_uncertainty(p.sampled_answers, inter_method) if p.sampled_answers else 0. for p in probes]
     return pd.DataFrame({'intra': intra, 'inter': inter, 'combined': combined_uncertainty(intra, inter, w_intra)},
                         index=pd.Index([p.idx for p in probes], name='idx'))
@@ -116,7 +130,7 @@ class TeacherLedger:
 # %% ../../nbs/07b_elad.selection.ipynb #0000001a
 class Selection:
     "Base class: rank pool items by `scores`; `select` takes the top `b` that the budget affords."
-    name, needs_prefixes, needs_samples = 'base', False, False
+    name, needs_prefixes, needs_samples, needs_confidence = 'base', False, False, False
     def scores(self, probes:Sequence[StudentProbe], rng:np.random.Generator) -> np.ndarray: raise NotImplementedError
     def select(self, probes:Sequence[StudentProbe], b:int, n_affordable, rng:np.random.Generator) -> list[int]:
         "Pool indices of the (at most `b` and `n_affordable`) items to send to the teacher, best first."
@@ -132,7 +146,7 @@ class ELADSelection(Selection):
     "ELAD: combined intra- and inter-explanation uncertainty."
     name, needs_prefixes, needs_samples = 'elad', True, True
     def __init__(self, w_intra:float=0.5,            # weight of intra-explanation uncertainty
-                 intra_mode:str='flips',              # see `intra_uncertainty`
+                 intra_mode:str='consistency',        # see `intra_uncertainty`
                  inter_method:str='disagreement',     # see `inter_uncertainty`
                  forced_samples:int=1):               # forced answers per prefix (>1 for intra_mode='sampled')
         if intra_mode == 'sampled' and forced_samples < 2: raise ValueError("intra_mode='sampled' needs forced_samples >= 2")
@@ -150,6 +164,15 @@ class DisagreementSelection(Selection):
     "Baseline: answer disagreement between M sampled rationales only (1 - majority/M)."
     name, needs_samples = 'disagreement', True
     def scores(self, probes, rng): return np.array([inter_uncertainty(p.sampled_answers) for p in probes])
+
+# %% ../../nbs/07b_elad.selection.ipynb #b7e1d003
+class LeastConfidenceSelection(Selection):
+    "Baseline: the items whose greedy answer the student gives the lowest probability (1 - confidence)."
+    name, needs_confidence = 'least_confidence', True
+    def scores(self, probes, rng):
+        if any(p.confidence is None for p in probes): raise InputError('least confidence needs `confidence` on every probe: probe with confidence=True')
+        return 1 - np.array([p.confidence for p in probes], dtype=float)
+
 
 # %% ../../nbs/07b_elad.selection.ipynb #0000001e
 class FullAnnotation(Selection):
