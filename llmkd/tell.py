@@ -150,9 +150,9 @@ def tell_dls(tok, anchor:AnchorPrompt,
              task,                    # task (query, response) pairs
              general,                 # general (prompt, response) pairs, e.g. `general_pairs(...)[['prompt','response']].values`, or items from `lm_items`
              ratio=100, unit='examples', seed=0, order='stratified', repeat=False,
-             valid=None,              # held-out task (query, response) pairs (anchored like the training ones)
-             valid_general=None,      # held-out general pairs
-             bs=8, max_len=512, system=None, chat=None, device=None):
+             valid:list|None=None,    # held-out task (query, response) pairs (anchored like the training ones)
+             valid_general:list|None=None, # held-out general pairs
+             bs=8, max_len=512, system:str|None=None, chat:bool|None=None, device:str|None=None):
     "Causal-LM `DataLoaders` over the anchored task data mixed into general data (one seeded shuffle, response-only loss)."
     kw = dict(max_len=max_len, system=system, chat=chat)
     task_items = anchor.items(tok, [q for q,_ in task], [r for _,r in task], **kw)
@@ -214,6 +214,6 @@ def source_losses(self:Learner, names=SOURCES):
     "Add `SourceLosses` to the Learner (chainable)."
     self.add_cb(SourceLosses(names)); return self
 
-def tell_learner(dls, model, lora=True, lr=2e-4, cbs=None, **kwargs) -> Learner:
+def tell_learner(dls, model, lora=True, lr=2e-4, cbs:list|None=None, **kwargs) -> Learner:
     "A causal-LM `Learner` with TELL's defaults (LoRA r=16 alpha=16 dropout 0.05 on q/k/v/o, lr 2e-4) logging per-source losses."
     return lm_learner(dls, model, lora=lora, lr=lr, cbs=L(cbs)+[SourceLosses()], **kwargs)
