@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# ELAD and TELL comparisons with SmolLM2-135M-Instruct as the student, writing CSV rows as each run finishes.
+#   ELAD: ELAD vs random vs answer disagreement vs least confidence at equal teacher tokens (same b, same budget),
+#         >=100 held-out questions, 3 seeds, 4 rounds -> $OUT/elad_evidence.csv (one row per strategy, seed and round)
+#   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
+#         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
+# Usage: benchmarks/gpu_evidence.sh [full|tiny] [out_dir] [elad|tell|both]
+#   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: hours).
+#   tiny: the same code on a tiny random model at a toy size (about a minute on a CPU): a test of the script, not evidence.
+set -euo pipefail
+SIZE=${1:-full}; OUT=${2:-benchmarks/gpu_evidence_out}; WHAT=${3:-both}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+PY=${PYTHON:-.venv/bin/python}; [ -x "$PY" ] || PY=python
+export HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
+"$PY" - "$SIZE" "$OUT" "$WHAT" <<'PYEOF'
+import sys, os, copy, json, random, datetime, platform, time, csv
+import numpy as np, torch
+size, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
+if size not in ('full', 'tiny'): sys.exit(f'size {size!r}: use full or tiny')
+tiny = size == 'tiny'
+dev = 'cuda' if torch.cuda.is_available() else 'cpu'
+if dev == 'cpu': torch.set_num_threads(int(os.environ.get('LLMKD_THREADS', 1 if tiny else 2)))
+machine = torch.cuda.get_device_name() if dev == 'cuda' else f'{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU'
+from llmkd.lm import load_lm, tiny_lm, lm_items, lm_dls, lm_learner, generate
+from llmkd.elad import (make_arith_problems, LMStudent, OfflineArithTeacher, run_elad, ELADSelection, RandomSelection,
+                        DisagreementSelection, LeastConfidenceSelection)
+from llmkd.tell import AnchorPrompt, tell_dls, tell_learner, general_pairs, RG_TASKS, GENERAL
+
+if tiny: base, tok = tiny_lm('bytes', seed=0)
+else: base, tok = load_lm(device=dev)
+
+def writer(path, fields):
+    "Append rows to a CSV as they come (header once)."
+    new = not os.path.exists(path)
+    f = open(path, 'a', newline=''); w = csv.DictWriter(f, fieldnames=fields, extrasaction='ignore')
+    if new: w.writeheader(); f.flush()
+    def write(row): w.writerow(row); f.flush()
+    return write
+
+# ---------------- ELAD ----------------
+E = (dict(n_pool=12, n_heldout=6, seeds=(0,), rounds=2, b=3, n_samples=2, max_new_tokens=24, lr=5e-3, epochs=1, lora=False) if tiny else
+     dict(n_pool=160, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=8, n_samples=4, max_new_tokens=80, lr=1e-4, epochs=2, lora=False))
+if what in ('elad', 'both'):
+    teacher = OfflineArithTeacher(max_tokens=80)
+    E['budget'] = E['rounds'] * E['b'] * teacher.max_cost     # every strategy may spend the same tokens
+    pool, held = make_arith_problems(E['n_pool'], seed=0), make_arith_problems(E['n_heldout'], seed=1)
+    fields = ['strategy', 'seed', 'round', 'tokens', 'prompt_tokens', 'requests', 'annotated', 'failed', 'accuracy', 'step_accuracy',
+              'seconds', 'machine', 'settings']
+    write = writer(f'{out}/elad_evidence.csv', fields)
+    for seed in E['seeds']:
+        for sel in [ELADSelection(), RandomSelection(), DisagreementSelection(), LeastConfidenceSelection()]:
+            torch.manual_seed(seed)
+            stu = LMStudent(copy.deepcopy(base), tok, max_new_tokens=E['max_new_tokens'], answer_tokens=6, lr=E['lr'], epochs=E['epochs'],
+                            lora=E['lora'], bs=256 if dev == 'cuda' else 32, train_bs=16, seed=seed)
+            log = lambda row: write(dict(row, seed=seed, machine=machine, settings=json.dumps(E)))
+            t0 = time.time()
+            run_elad(stu, teacher, pool, held, sel, rounds=E['rounds'], b=E['b'], budget=E['budget'], n_samples=E['n_samples'],
+                     max_steps=4, seed=seed, log=log)
+            print(f'ELAD {sel.name} seed {seed}: {time.time()-t0:.0f} s', flush=True)
+
+# ---------------- TELL ----------------
+MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
+def ordinal(d): return f"{d}{'th' if 10 <= d % 100 <= 20 else {1:'st', 2:'nd', 3:'rd'}.get(d % 10, 'th')}"
+STYLES = [lambda y,m,d: f'{d} {MONTHS[m-1]} {y}', lambda y,m,d: f'{MONTHS[m-1]} {d}, {y}', lambda y,m,d: f'{y}-{m:02d}-{d:02d}',
+          lambda y,m,d: f'{MONTHS[m-1][:3]}. {d} {y}', lambda y,m,d: f'the {ordinal(d)} of {MONTHS[m-1]}, {y}',
+          lambda y,m,d: f'{d:02d}/{MONTHS[m-1][:3]}/{y}']
+def date_pairs(n, seed, exclude=()):
+    "`n` distinct (date text, JSON answer) pairs (as in the TELL tutorial)."
+    rng, res, seen = random.Random(seed), [], set(exclude)
+    while len(res) < n:
+        day = datetime.date(1900, 1, 1) + datetime.timedelta(days=rng.randrange(200*365))
+        q = rng.choice(STYLES)(day.year, day.month, day.day)
+        if q in seen: continue
+        seen.add(q); res.append((q, json.dumps({'year': day.year, 'month': day.month, 'day': day.day})))
+    return res
+def parse(text):
+    try: o = json.loads(text)
+    except (json.JSONDecodeError, TypeError): return None
+    if not isinstance(o, dict) or list(o) != ['year', 'month', 'day'] or not all(type(v) is int for v in o.values()): return None
+    return tuple(o.values())
+anchor = AnchorPrompt('### DATE2JSON\nRewrite the date below as a JSON object with integer fields "year", "month", "day", in that order.')
+plain = lambda q: f'Convert this date to JSON: {q}'
+
+T = (dict(sizes=(2, 4), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0,), n_eval=8, lr=3e-3, lora=False, bs=8,
+          max_len=128, ft_epochs=2, general_kw=dict(max_chars=80, rg_names=('basic_arithmetic', 'chain_sum'))) if tiny else
+     dict(sizes=(10, 30), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0, 1, 2), n_eval=100, lr=2e-4, lora=True, bs=16,
+          max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
+if what in ('tell', 'both'):
+    write = writer(f'{out}/tell_evidence.csv', ['method', 'n_task', 'seed', 'format_valid', 'accuracy', 'steps', 'seconds', 'example', 'machine', 'settings'])
+    for seed in T['seeds']:
+        ratio = max(int(m.split()[1]) for m in T['methods'] if m.startswith('TELL'))
+        gen = general_pairs(ratio*max(T['sizes']), seed=seed, **T['general_kw'])
+        general = lm_items(tok, gen.prompt, gen.response, max_len=T['max_len'], sources=[GENERAL]*len(gen))
+        evalset = date_pairs(T['n_eval'], seed+1000, exclude=[q for q, _ in date_pairs(10*max(T['sizes']), seed)])
+        for n in T['sizes']:
+            for m in T['methods']:
+                t0 = time.time(); torch.manual_seed(seed); model = copy.deepcopy(base)
+                if m.startswith('TELL'):
+                    dls = tell_dls(tok, anchor, date_pairs(n, seed), general, ratio=int(m.split()[1]), seed=seed, bs=T['bs'], max_len=T['max_len'], device=dev)
+                    learn, epochs = tell_learner(dls, model, lora=T['lora'], lr=T['lr']), 1
+                else:
+                    task = date_pairs(n*(10 if m == 'FT 10x' else 1), seed)
+                    dls = lm_dls(tok, lm_items(tok, [plain(q) for q, _ in task], [r for _, r in task], max_len=T['max_len']), bs=T['bs'], seed=seed, device=dev)
+                    learn, epochs = lm_learner(dls, model, lora=T['lora'], lr=T['lr']), T['ft_epochs']
+                with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, T['lr'])
+                qs, golds = [q for q, _ in evalset], [parse(a) for _, a in evalset]
+                kw = dict(max_new_tokens=32, bs=100)
+                preds = anchor.generate(learn.model, tok, qs, **kw) if m.startswith('TELL') else generate(learn.model, tok, [plain(q) for q in qs], **kw)
+                p = [parse(x) for x in preds]
+                write(dict(method=m, n_task=n, seed=seed, format_valid=np.mean([x is not None for x in p]),
+                           accuracy=np.mean([x is not None and x == g for x, g in zip(p, golds)]), steps=len(dls.train)*epochs,
+                           seconds=round(time.time()-t0, 1), example=preds[0], machine=machine, settings=json.dumps(T)))
+                print(f'TELL {m} n={n} seed {seed}: {time.time()-t0:.0f} s', flush=True)
+print('done:', out)
+PYEOF
