@@ -221,8 +221,8 @@ def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat
     s_f1 = t_f1 = cal = None
     if has_eval:
         gold = df.gold.iloc[ev].tolist()
-        s_f1 = float(f1_score(gold, predict_texts(learn, df.text.iloc[ev].tolist()).label, average='macro', labels=classes))
-        t_f1 = float(f1_score(gold, pl.label.iloc[ev], average='macro', labels=classes))
+        s_f1 = float(f1_score(gold, predict_texts(learn, df.text.iloc[ev].tolist()).label, average='macro', zero_division=0))
+        t_f1 = float(f1_score(gold, pl.label.iloc[ev], average='macro', zero_division=0))
         c = calibration(pl.confidence.iloc[ev], pl.label.iloc[ev].to_numpy() == np.array(gold))
         cal = dict(accuracy=c.accuracy, ece=c.ece, auroc=c.auroc, n=c.n, table=c.table.to_dict('records'))
     u = teacher.usage if _is_llm(teacher) else None
