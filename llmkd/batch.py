@@ -340,6 +340,7 @@ def _batches_api(self:BatchServer, h, method, parts, q, raw):
     self._advance(b)
     h._send(200, _public(b))
 
+# %% ../nbs/01a_batch.ipynb #00000025a
 @patch
 def _batch_list(self:BatchServer, q:dict) -> dict:
     ids = list(self.batches)[::-1]                                   # newest first, as OpenAI lists them
@@ -454,6 +455,7 @@ def finish(self:BatchJobs, token:str, errors:list, reason:str, **cols):
     c.execute(f"UPDATE llmkd_batches SET state='done', updated=?{''.join(f', {k}=?' for k in cols)} WHERE token=?", [time.time(), *cols.values(), token])
     c.execute('COMMIT')
 
+# %% ../nbs/01a_batch.ipynb #00000030a
 @patch
 def failed(self:BatchJobs, keys:list) -> dict:
     "{key: reason} for the `keys` that failed in a batch and have no answer in the cache"

@@ -100,6 +100,7 @@ def _levels(df, c) -> list:
     try: return category_levels(df[c])
     except TypeError as e: raise InputError(f"Column {c!r} holds values that cannot be categories ({e}): use scalar values") from None
 
+# %% ../nbs/02_priors.ipynb #0000000aa
 def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, descriptions:dict|None, cat_names=None,
              classes=None, positive_class=None, class_descriptions=None):
     if not isinstance(df, pd.DataFrame): raise InputError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -128,6 +129,7 @@ def _from_df(cls:type, df:pd.DataFrame, target:str, description:str, description
     scored = None if positive_class is None else [positive_class]
     return cls(description, features, classes, scored=scored, class_descriptions=class_descriptions, levels=levels, target=str(target))
 
+# %% ../nbs/02_priors.ipynb #0000000ab
 @patch(cls_method=True)
 def from_df(cls:TaskDescription,
             df:pd.DataFrame, # the data: feature columns plus the target column
@@ -136,7 +138,7 @@ def from_df(cls:TaskDescription,
             descriptions:dict|None=None, # column (or dummy feature) name -> description; needed to elicit, not to `encode`
             cat_names:list|None=None, # columns to one-hot encode (default: categorical/string/object columns)
             classes:list|None=None, # class labels in model output order (default: sorted target values)
-            positive_class=None, # for binary tasks, the class to score (default: the last class)
+            positive_class:str|int|None=None, # for binary tasks, the class to score (default: the last class)
             class_descriptions:dict|None=None # class label -> readable text for the prompt
            ) -> TaskDescription:
     "Build a task from a DataFrame and a dict of column descriptions; categorical columns expanded one-hot."
@@ -249,6 +251,7 @@ def _has_bool(x) -> bool:
     if isinstance(x, np.ndarray): return x.dtype == bool or (x.dtype == object and any(map(_has_bool, x.flat)))
     return isinstance(x, (list, tuple)) and any(map(_has_bool, x))
 
+# %% ../nbs/02_priors.ipynb #0000001ea
 class AttributionPrior:
     "LLM (or hand-written) feature attributions: every estimate, their mean `scores` and `spread`, and provenance."
     def __init__(self,
@@ -347,7 +350,9 @@ def load(cls:AttributionPrior, path) -> AttributionPrior:
 
 # %% ../nbs/02_priors.ipynb #0000002c
 @patch
-def plot(self:AttributionPrior, classes:list|None=None, ax=None, figsize=None):
+def plot(self:AttributionPrior, classes:list|None=None, # classes to plot (default: all)
+         ax:object=None, # a matplotlib Axes or an array of them, one per class (default: a new figure)
+         figsize:tuple|None=None): # figure size when `ax` is None
     "Horizontal bars of the mean score per feature, with the spread over estimates as error bars; one panel per class."
     import matplotlib.pyplot as plt
     classes = self.classes if classes is None else [str(c) for c in classes]
@@ -371,11 +376,11 @@ def prompt_hash(messages:list, schema:type[BaseModel]|None=None) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 # %% ../nbs/02_priors.ipynb #00000031
-from .teacher import StructuredOutputError, extract_json
+from .teacher import StructuredOutputError, Teacher, extract_json
 
 class ElicitationError(StructuredOutputError):
     "Some features never came back with a valid score; `missing` maps each class to them, `counts` to the valid estimates"
-    def __init__(self, msg, missing=None, counts=None): super().__init__(msg); self.missing, self.counts = missing, counts
+    def __init__(self, msg, missing:dict|None=None, counts:dict|None=None): super().__init__(msg); self.missing, self.counts = missing, counts
 
 def _valid_scores(choice, features) -> dict:
     "The scores of `features` that came back valid in `choice`: all when it validated, else those readable from its text"
@@ -409,7 +414,7 @@ def _elicit_failed(host, missing, counts, answers, max_reasks) -> ElicitationErr
 
 # %% ../nbs/02_priors.ipynb #00000031b
 def elicit_attributions(task:TaskDescription, # the task: description, classes, features
-                        teacher=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
+                        teacher:Teacher|None=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
                         n_estimates:int=5, # independent answers per class, averaged element-wise
                         classes:list|None=None, # classes to score (default: `task.scored`)
                         temperature:float|None=None, # sampling temperature (default: the server's)
@@ -475,9 +480,9 @@ def elicit_from_files(csv_path, # CSV with the feature columns and the target co
                       descriptions_path, # JSON or `column: description` text file (see `read_descriptions`)
                       target:str, # name of the target column
                       task_description:str, # one sentence describing the task
-                      teacher=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
+                      teacher:Teacher|None=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
                       cat_names:list|None=None, # columns to one-hot encode (default: string/categorical columns)
-                      positive_class=None, # binary tasks: the class to score (default: the last sorted class)
+                      positive_class:str|int|None=None, # binary tasks: the class to score (default: the last sorted class)
                       class_descriptions:dict|None=None, # class label -> readable text for the prompt
                       n_estimates:int=5, # answers per class, averaged
                       **kwargs # passed to `elicit_attributions`

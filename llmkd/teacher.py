@@ -39,7 +39,7 @@ class TeacherInputError(TeacherError, InputError):
 
 class TeacherAPIError(TeacherError):
     "The server refused a request with a status that retrying cannot fix (400, 401, 404, ...)"
-    def __init__(self, msg, status_code=None): super().__init__(msg); self.status_code = status_code
+    def __init__(self, msg, status_code:int|None=None): super().__init__(msg); self.status_code = status_code
 
 class TeacherAuthError(TeacherAPIError):
     "The server rejected the API key (401) or refused this key the model (403)"
@@ -62,11 +62,11 @@ class TeacherTimeoutError(TeacherUnavailableError):
 
 class StructuredOutputError(TeacherError):
     "The answer never validated against the schema, re-asks included"
-    def __init__(self, msg, answer=None, error=None): super().__init__(msg); self.answer, self.error = answer, error
+    def __init__(self, msg, answer:str|None=None, error:Exception|None=None): super().__init__(msg); self.answer, self.error = answer, error
 
 class MapError(TeacherError):
     "Some items of `Teacher.map` failed; `results` holds the answers of the others (and the exceptions in place)"
-    def __init__(self, msg, results=None, errors=None): super().__init__(msg); self.results, self.errors = results, errors
+    def __init__(self, msg, results:list|None=None, errors:dict|None=None): super().__init__(msg); self.results, self.errors = results, errors
 
 # %% ../nbs/01_teacher.ipynb #00000008
 def endpoint_host(url:str) -> str:
@@ -207,10 +207,11 @@ def rejected(self:AnswerCache) -> list:
     return [{'key': k, 'response': json.loads(r), 'error': e} for k, r, e in rows]
 
 @patch
-def setting(self:AnswerCache, name:str, default=None):
+def setting(self:AnswerCache, name:str, default:object=None):
     row = self._con().execute('SELECT value FROM settings WHERE name=?', (name,)).fetchone()
     return default if row is None else json.loads(row[0])
 
+# %% ../nbs/01_teacher.ipynb #00000015aa
 @patch
 def set_setting(self:AnswerCache, name:str, value):
     self._con().execute('INSERT OR REPLACE INTO settings VALUES (?,?)', (name, json.dumps(value)))
@@ -295,6 +296,7 @@ class _DeadlineBackend:
         return _DeadlineStream(self._b.connect_tcp(host, port, t, local_address, socket_options), self._exc)
     def __getattr__(self, k): return getattr(self._b, k)
 
+# %% ../nbs/01_teacher.ipynb #0000001c1a
 def _deadline_http_client():
     "The `openai` package's default HTTP client, its connections bounded by the attempt deadline"
     http = openai.DefaultHttpxClient()
@@ -360,7 +362,7 @@ class Teacher:
                  max_retries:int=4, # retries after the first attempt
                  concurrency:int=8, # threads used by `map`: the most requests in flight at once
                  adaptive:bool=True, # adapt requests in flight to the server (see `AdaptiveLimit`); False: always `concurrency`
-                 cache_dir=None, # default: env LLMKD_CACHE_DIR, else the user's cache dir / 'llmkd'
+                 cache_dir:str|Path|None=None, # default: env LLMKD_CACHE_DIR, else the user's cache dir / 'llmkd'
                  cache:bool=True, # False: no disk cache
                  prices:dict|None=None, # USD per 1M tokens, e.g. {'prompt': 0.15, 'completion': 0.6}
                  backoff:float=0.5, # first retry waits about this long (seconds), doubling each time
@@ -386,6 +388,7 @@ class Teacher:
 
     def __repr__(self): return f'Teacher(model={self.model!r}, host={self.host!r}, cache={str(self.cache.path) if self.cache else None!r})'
 
+# %% ../nbs/01_teacher.ipynb #0000001da
 def llmkd_cache_dir() -> Path:
     "llmkd's cache folder (teacher answers, embeddings, tokenizers): `$LLMKD_CACHE_DIR`, else the user cache dir."
     from platformdirs import user_cache_dir
@@ -688,7 +691,7 @@ def _ask_structured(self:Teacher, msgs, schema, kw, usage, logprobs) -> tuple:
 @patch
 def ask(self:Teacher,
         messages, # a string (one user message) or a list of {'role', 'content'} dicts
-        schema=None, # a pydantic BaseModel subclass: structured answer, validated, re-asked on failure
+        schema:type[BaseModel]|None=None, # a pydantic BaseModel subclass: structured answer, validated, re-asked on failure
         n:int=1, # choices wanted
         temperature:float|None=None, max_tokens:int|None=None, seed:int|None=None,
         logprobs:bool=False, # ask for token logprobs

@@ -10,6 +10,7 @@ __all__ = ['FAULTS', 'count_tokens', 'prompt_tokens', 'fake_logprobs', 'chat_com
 # %% ../nbs/00_testing.ipynb #00000003
 import json, re, threading, time, itertools
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # %% ../nbs/00_testing.ipynb #00000006
@@ -101,7 +102,7 @@ class _Server(ThreadingHTTPServer):
 class LLMServer:
     "OpenAI-compatible chat-completions server on 127.0.0.1 answering from `respond(body) -> str | list | dict`"
     def __init__(self,
-                 respond=None, # `respond(body)`: str (every choice), list of str (one choice each) or a full response dict; default `echo`
+                 respond:Callable|None=None, # `respond(body)`: str (every choice), list of str (one choice each) or a full response dict; default `echo`
                  latency:float=0.0, # seconds slept before every answer
                  logprobs:bool=True, # False: never return logprobs, like servers without support
                  response_formats=('text', 'json_object', 'json_schema'), # `response_format` types accepted; others get an error
