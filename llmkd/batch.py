@@ -632,6 +632,7 @@ def _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount
     check_number(max_rounds, 'max_rounds', lo=0, integer=True); check_number(discount, 'discount (batch price / online price)', lo=0, hi=1)
 
 # %% ../nbs/01a_batch.ipynb #0000003b
+# over 30 lines: the documented signature takes 14 of them
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
                   items, # messages as for `Teacher.map`
                   retry:str|None='online', # rows that fail in a batch: 'online' (`Teacher.map`), 'batch' (new batches) or None (report only)

@@ -62,6 +62,7 @@ def _names(items, what:str) -> list:
     return check_unique([str(v) for v in items], what)
 
 # %% ../nbs/02_priors.ipynb #00000009
+# over 30 lines: the documented signature takes 9 of them
 class TaskDescription:
     "A classification task for the LLM: one sentence, class names and a description per input feature."
     def __init__(self,
@@ -412,6 +413,19 @@ def _elicit_failed(host, missing, counts, answers, max_reasks) -> ElicitationErr
                             f"valid after up to {max_reasks} re-asks each. The valid answers are cached and a rerun pays only for the "
                             f"invalid ones; raise max_reasks or n_estimates, or use a stronger model.{last}", missing, counts)
 
+# %% ../nbs/02_priors.ipynb #00000031c
+def _provenance(task, teacher, prompts, schema, answers, counts, classes, n_estimates, temperature) -> dict:
+    "Where an elicited prior comes from: model, endpoint, prompt hash, date, settings, estimates per feature, tokens"
+    feats = task.feature_names
+    return {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': getattr(teacher, 'host', None),
+            'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
+            'estimates_per_feature': {c: {f: int(counts[j,k]) for j,f in enumerate(feats)} for k,c in enumerate(classes)},
+            'invalid_answers': sum(ch.parsed is None for a in answers for ch in a.choices),
+            'cached': [bool(getattr(a, 'cached', False)) for a in answers],
+            'prompt_tokens': sum(getattr(getattr(a, 'usage', None), 'prompt_tokens', 0) for a in answers),
+            'completion_tokens': sum(getattr(getattr(a, 'usage', None), 'completion_tokens', 0) for a in answers)}
+
 # %% ../nbs/02_priors.ipynb #00000031b
 def elicit_attributions(task:TaskDescription, # the task: description, classes, features
                         teacher:Teacher|None=None, # a `llmkd.teacher.Teacher` (default: `Teacher()` from the environment)
@@ -439,14 +453,7 @@ def elicit_attributions(task:TaskDescription, # the task: description, classes, 
     if any(missing.values()):
         raise _elicit_failed(getattr(teacher, 'host', None), {c: fs for c,fs in missing.items() if fs}, counts, answers, max_reasks)
     est = np.where(np.isnan(est), np.nanmean(est, 0, keepdims=True), est)
-    prov = {'source': 'llm', 'model': getattr(teacher, 'model', None), 'endpoint': getattr(teacher, 'host', None),
-            'prompt_hash': prompt_hash(prompts, schema), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'n_estimates': n_estimates, 'temperature': temperature, 'task': task.description,
-            'estimates_per_feature': {c: {f: int(counts[j,k]) for j,f in enumerate(feats)} for k,c in enumerate(classes)},
-            'invalid_answers': sum(ch.parsed is None for a in answers for ch in a.choices),
-            'cached': [bool(getattr(a, 'cached', False)) for a in answers],
-            'prompt_tokens': sum(getattr(getattr(a, 'usage', None), 'prompt_tokens', 0) for a in answers),
-            'completion_tokens': sum(getattr(getattr(a, 'usage', None), 'completion_tokens', 0) for a in answers)}
+    prov = _provenance(task, teacher, prompts, schema, answers, counts, classes, n_estimates, temperature)
     reasoning = {c: [ch.parsed.reasoning for ch in a.choices if ch.parsed is not None] for c,a in zip(classes, answers)}
     return AttributionPrior(feats, classes, est, provenance=prov, reasoning=reasoning)
 

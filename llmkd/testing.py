@@ -11,6 +11,7 @@ __all__ = ['FAULTS', 'count_tokens', 'prompt_tokens', 'fake_logprobs', 'chat_com
 import json, re, threading, time, itertools
 from collections import deque
 from collections.abc import Callable
+from fastcore.basics import patch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # %% ../nbs/00_testing.ipynb #00000006
@@ -80,18 +81,21 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.llm._stopped.wait(interval): return
             self.wfile.write(raw[i:i+1])
 
-    def do_GET(self):
-        if self.path.rstrip('/').endswith('/models'):
-            return self._send(200, {'object': 'list', 'data': [{'id': self.server.llm.model, 'object': 'model'}]})
-        self._error(404, f'unknown path {self.path}')
+# %% ../nbs/00_testing.ipynb #00000011a
+@patch
+def do_GET(self:_Handler):
+    if self.path.rstrip('/').endswith('/models'):
+        return self._send(200, {'object': 'list', 'data': [{'id': self.server.llm.model, 'object': 'model'}]})
+    self._error(404, f'unknown path {self.path}')
 
-    def do_POST(self):
-        n = int(self.headers.get('Content-Length') or 0)
-        raw = self.rfile.read(n)
-        if not self.path.rstrip('/').endswith('/chat/completions'): return self._error(404, f'unknown path {self.path}')
-        try: body = json.loads(raw)
-        except ValueError: return self._error(400, 'request body is not valid JSON')
-        self.server.llm._handle(self, body)
+@patch
+def do_POST(self:_Handler):
+    n = int(self.headers.get('Content-Length') or 0)
+    raw = self.rfile.read(n)
+    if not self.path.rstrip('/').endswith('/chat/completions'): return self._error(404, f'unknown path {self.path}')
+    try: body = json.loads(raw)
+    except ValueError: return self._error(400, 'request body is not valid JSON')
+    self.server.llm._handle(self, body)
 
 # %% ../nbs/00_testing.ipynb #00000012
 class _Server(ThreadingHTTPServer):
