@@ -13,11 +13,9 @@ import pandas as pd
 # %% auto #0
 __all__ = ['make_parser', 'run_demo', 'run_priors', 'cli_message', 'main']
 
-# %% ../nbs/10_cli.ipynb #00000005
-def make_parser() -> argparse.ArgumentParser:
-    "The `llmkd` argument parser, with the `demo` and `priors` subcommands."
-    p = argparse.ArgumentParser(prog='llmkd', description='Distil an LLM\'s knowledge into small fastai models.')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{demo,priors}')
+# %% ../nbs/10_cli.ipynb #00000005d
+def _add_demo(sub):
+    "The `demo` subcommand: the offline LAAT few-shot comparison."
     d = sub.add_parser('demo', help='LAAT few-shot comparison on offline data with the shipped (hand-written) priors',
                        description='LR and MLP with and without LAAT against a grid-searched sklearn LR; prints the '
                                    'ROC-AUC table and writes the AUC-vs-shots plot.')
@@ -30,6 +28,10 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument('--out', default='llmkd_demo.png', help='where to write the AUC-vs-shots plot (PNG)')
     d.add_argument('--csv', default=None, help='also write the per-repetition results to this CSV')
     d.add_argument('--threads', type=int, default=1, help='torch CPU threads (default: 1; tiny models run fastest on one)')
+
+# %% ../nbs/10_cli.ipynb #00000005p
+def _add_priors(sub):
+    "The `priors` subcommand: elicit a prior for a CSV; the teacher settings in a group of their own."
     q = sub.add_parser('priors', help='elicit a LAAT prior for a CSV from an OpenAI-compatible endpoint',
                        description='Ask an LLM to score every feature of CSV (one-hot dummies included) for the positive '
                                    'class, averaging --n-estimates answers; writes the prior as JSON. API key: env OPENAI_API_KEY.')
@@ -52,6 +54,13 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument('--max-retries', type=int, default=4, help='retries of a failed request (default: 4)')
     t.add_argument('--concurrency', type=int, default=8, help='most requests in flight; adapted down for slow servers (default: 8)')
     q.add_argument('--out', required=True, help='where to write the prior JSON')
+
+# %% ../nbs/10_cli.ipynb #00000005
+def make_parser() -> argparse.ArgumentParser:
+    "The `llmkd` argument parser, with the `demo` and `priors` subcommands."
+    p = argparse.ArgumentParser(prog='llmkd', description='Distil an LLM\'s knowledge into small fastai models.')
+    sub = p.add_subparsers(dest='command', required=True, metavar='{demo,priors}')
+    _add_demo(sub); _add_priors(sub)
     return p
 
 # %% ../nbs/10_cli.ipynb #00000008
