@@ -171,7 +171,7 @@ class SourceLosses(ColumnsCallback):
     @property
     def columns(self): return [f'{s}_{n}_loss' for s in ('train', 'valid') for n in self.names]
     def before_fit(self):
-        self.run = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
+        self.run = fitting(self.learn)
         if self.run: self.add_columns()
     def before_train(self): self.sums = self.counts = None
     def before_validate(self): self.sums = self.counts = None

@@ -494,7 +494,7 @@ def _check_width(self:AttributionRegularizer, a):
 @patch
 def before_fit(self:AttributionRegularizer):
     "Skip validate/get_preds/lr_find; match the prior, hook the model, add the columns."
-    self.run = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
+    self.run = fitting(self.learn)
     if not self.run: return
     self._setup(); self._hook(); self.add_columns()
 

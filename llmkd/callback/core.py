@@ -16,8 +16,8 @@ __all__ = ['fitting', 'world_size', 'all_reduce_sum', 'global_sum', 'ColumnMetri
 
 # %% ../../nbs/02b_callback.core.ipynb #986144b4
 def fitting(learn) -> bool:
-    "True inside `Learner.fit`; False in `validate`/`get_preds` (they hold `learn.lock`) and in `lr_find`."
-    return not learn.lock.locked() and not hasattr(learn, 'lr_finder')
+    "True inside `Learner.fit`; False in `validate`/`get_preds` (they hold `learn.lock`, or add `gather_preds` when inner) and in `lr_find`."
+    return not learn.lock.locked() and not hasattr(learn, 'lr_finder') and not hasattr(learn, 'gather_preds')
 
 # %% ../../nbs/02b_callback.core.ipynb #b26bbca6
 def world_size() -> int:

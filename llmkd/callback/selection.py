@@ -234,7 +234,7 @@ def before_fit(self:SampleSelector):
     "Skip validate/get_preds/lr_find; match `conf` to the training items, add the columns, resolve the warm-up."
     if self.old_lf is not None: self.learn.loss_func, self.old_lf = self.old_lf, None  # a fit that crashed
     self._untrack_order()
-    self.selecting = fitting(self.learn) and not hasattr(self.learn, 'gather_preds')
+    self.selecting = fitting(self.learn)
     if not self.selecting: return
     self._resolve_conf(); self.add_columns(); self._resolve_warmup()
 
