@@ -348,6 +348,7 @@ def thresholds(self:ConfidenceSelector):
 
 @patch
 def select(self:ConfidenceSelector, c, u, y, idx):
+    "Update the EMAs with this batch; keep `c >= tau_T(y)` and `u >= tau_S(y)` (the teacher's test alone during warm-up), weight `c*u`"
     C = self.n_classes
     if self.tau is None: self._init_thresholds(C, c.device)
     if self.warmup_steps is None: raise ValueError('warmup is a share of the steps of a fit: train with Learner.fit, or pass an int number of steps.')
