@@ -176,7 +176,10 @@ def _unwrap(model):
 
 class RegexStop:
     "Stopping criterion: a row is done once its decoded continuation (after the first `start` tokens) matches `pattern`."
-    def __init__(self, tok, pattern:str, start:int): self.tok, self.pat, self.start = tok, re.compile(pattern), start
+    def __init__(self, tok,              # the tokenizer that decodes the continuation
+                 pattern:str,            # regex searched in the decoded continuation
+                 start:int):             # length of the (left-padded) prompt: tokens before it are not searched
+        self.tok, self.pat, self.start = tok, re.compile(pattern), start
     def __call__(self, input_ids, scores, **kwargs):
         texts = self.tok.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
         return torch.tensor([self.pat.search(t) is not None for t in texts], device=input_ids.device)
