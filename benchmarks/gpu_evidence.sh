@@ -4,8 +4,10 @@
 #         >=100 held-out questions, 3 seeds, 4 rounds -> $OUT/elad_evidence.csv (one row per strategy, seed and round)
 #   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
-# Usage: benchmarks/gpu_evidence.sh [full|tiny] [out_dir] [elad|tell|both]
-#   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: hours).
+# Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
+#   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
+#   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
+#         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
 #   tiny: the same code on a tiny random model at a toy size (about a minute on a CPU): a test of the script, not evidence.
 set -euo pipefail
 SIZE=${1:-full}; OUT=${2:-benchmarks/gpu_evidence_out}; WHAT=${3:-both}
@@ -17,10 +19,11 @@ export HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
 import sys, os, copy, json, random, datetime, platform, time, csv
 import numpy as np, torch
 size, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
-if size not in ('full', 'tiny'): sys.exit(f'size {size!r}: use full or tiny')
+if size not in ('full', 'cpu', 'tiny'): sys.exit(f'size {size!r}: use full, cpu or tiny')
 tiny = size == 'tiny'
 dev = 'cuda' if torch.cuda.is_available() else 'cpu'
 if dev == 'cpu': torch.set_num_threads(int(os.environ.get('LLMKD_THREADS', 1 if tiny else 2)))
+print(f'size {size}, device {dev}', flush=True)
 machine = torch.cuda.get_device_name() if dev == 'cuda' else f'{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), no GPU'
 from llmkd.lm import load_lm, tiny_lm, lm_items, lm_dls, lm_learner, generate
 from llmkd.elad import (make_arith_problems, LMStudent, OfflineArithTeacher, run_elad, ELADSelection, RandomSelection,
@@ -40,6 +43,7 @@ def writer(path, fields):
 
 # ---------------- ELAD ----------------
 E = (dict(n_pool=12, n_heldout=6, seeds=(0,), rounds=2, b=3, n_samples=2, max_new_tokens=24, lr=5e-3, epochs=1, lora=False) if tiny else
+     dict(n_pool=32, n_heldout=100, seeds=(0,), rounds=4, b=4, n_samples=2, max_new_tokens=80, lr=5e-4, epochs=2, lora=True) if size == 'cpu' else
      dict(n_pool=160, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=8, n_samples=4, max_new_tokens=80, lr=1e-4, epochs=2, lora=False))
 if what in ('elad', 'both'):
     teacher = OfflineArithTeacher(max_tokens=80)
@@ -84,8 +88,8 @@ plain = lambda q: f'Convert this date to JSON: {q}'
 
 T = (dict(sizes=(2, 4), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0,), n_eval=8, lr=3e-3, lora=False, bs=8,
           max_len=128, ft_epochs=2, general_kw=dict(max_chars=80, rg_names=('basic_arithmetic', 'chain_sum'))) if tiny else
-     dict(sizes=(10, 30), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0, 1, 2), n_eval=100, lr=2e-4, lora=True, bs=16,
-          max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
+     dict(sizes=(10,) if size == 'cpu' else (10, 30), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0,) if size == 'cpu' else (0, 1, 2),
+          n_eval=100, lr=2e-4, lora=True, bs=16, max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
 if what in ('tell', 'both'):
     write = writer(f'{out}/tell_evidence.csv', ['method', 'n_task', 'seed', 'format_valid', 'accuracy', 'steps', 'seconds', 'example', 'machine', 'settings'])
     for seed in T['seeds']:
