@@ -211,12 +211,14 @@ def rejected(self:AnswerCache) -> list:
 
 @patch
 def setting(self:AnswerCache, name:str, default:object=None):
+    "The stored value of setting `name` (JSON), `default` when there is none"
     row = self._con().execute('SELECT value FROM settings WHERE name=?', (name,)).fetchone()
     return default if row is None else json.loads(row[0])
 
 # %% ../nbs/01_teacher.ipynb #00000015aa
 @patch
 def set_setting(self:AnswerCache, name:str, value):
+    "Store `value` (JSON-serializable) as setting `name`"
     self._con().execute('INSERT OR REPLACE INTO settings VALUES (?,?)', (name, json.dumps(value)))
 
 # %% ../nbs/01_teacher.ipynb #00000015b
@@ -524,6 +526,7 @@ def usage(self:Teacher) -> Usage:
 
 @patch
 def reset_usage(self:Teacher):
+    "Start the running `usage` totals again from zero"
     with self._lock: self._usage = Usage(cost=0. if self.prices else None)
 
 # %% ../nbs/01_teacher.ipynb #00000025

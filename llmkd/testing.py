@@ -134,8 +134,6 @@ class LLMServer:
     def __repr__(self): return f'LLMServer({self._url if self.running else "stopped"}, {len(self.requests)} requests)'
 
 # %% ../nbs/00_testing.ipynb #00000014
-from fastcore.basics import patch
-
 @patch
 def start(self:LLMServer):
     "Start serving in a background thread; returns `self`"
@@ -156,6 +154,7 @@ def stop(self:LLMServer):
     self._httpd.shutdown(); self._httpd.server_close()
     self._thread.join(); self._httpd = None
 
+# %% ../nbs/00_testing.ipynb #00000014w
 @patch
 def __enter__(self:LLMServer): return self.start()
 @patch
