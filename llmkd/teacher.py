@@ -524,6 +524,7 @@ def usage(self:Teacher) -> Usage:
     "Run totals since the teacher was made (or `reset_usage`)"
     with self._lock: return Usage(**vars(self._usage))
 
+# %% ../nbs/01_teacher.ipynb #00000022aa
 @patch
 def reset_usage(self:Teacher):
     "Start the running `usage` totals again from zero"
