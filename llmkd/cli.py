@@ -1,4 +1,4 @@
-"""`llmkd demo` runs the LAAT few-shot comparison offline; `llmkd priors` elicits a prior for your CSV from any OpenAI-compatible endpoint.
+"""`llmkd demo` runs the LAAT few-shot comparison offline; `llmkd priors` elicits a prior for your CSV; `llmkd distill` runs LLKD end to end
 
 Docs: https://llmkd.github.io/llmkd/cli.html.md"""
 
@@ -14,16 +14,29 @@ import pandas as pd
 __all__ = ['make_parser', 'run_demo', 'run_priors', 'cli_message', 'main']
 
 # %% ../nbs/10_cli.ipynb #00000005d
+def _number_or(word, conv):
+    "An argparse type: `word`, or a number read by `conv`"
+    def parse(s):
+        if s == word: return s
+        try: return conv(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected a number or '{word}', got {s!r}") from None
+    return parse
+_shot, _gamma = _number_or('all', int), _number_or('auto', float)
+
 def _add_demo(sub):
-    "The `demo` subcommand: the offline LAAT few-shot comparison."
+    "The `demo` subcommand: the offline LAAT few-shot comparison, LAAT auto against its parts."
+    from llmkd.data import DATASETS
     d = sub.add_parser('demo', help='LAAT few-shot comparison on offline data with the shipped (hand-written) priors',
-                       description='LR and MLP with and without LAAT against a grid-searched sklearn LR; prints the '
-                                   'ROC-AUC table and writes the AUC-vs-shots plot.')
-    d.add_argument('--datasets', nargs='+', default=['pima', 'breast_cancer', 'adult'], choices=['pima', 'breast_cancer', 'adult'])
-    d.add_argument('--shots', nargs='+', type=int, default=[1, 5, 10], help='rows per class (default: 1 5 10)')
+                       description='Data-only LR and MLP, the prior alone, LAAT at gamma 100 and with gamma chosen by cross-validation '
+                                   "on the shots ('auto'), and LAAT auto with a prior flipped on half its features; prints the "
+                                   'ROC-AUC tables and writes the AUC-vs-shots plot.')
+    d.add_argument('--datasets', nargs='+', default=['pima', 'breast_cancer', 'birthwt'], choices=list(DATASETS))
+    d.add_argument('--shots', nargs='+', type=_shot, default=[1, 5, 10, 25, 50, 'all'], help="rows per class, or 'all' (default: 1 5 10 25 50 all)")
     d.add_argument('--reps', type=int, default=20, help='repetitions per shot count (default: 20)')
+    d.add_argument('--archs', nargs='+', default=['lr', 'mlp'], choices=['lr', 'mlp'], help='students (default: lr mlp)')
     d.add_argument('--epochs', type=int, default=200, help='full-batch epochs per fit (default: 200)')
-    d.add_argument('--gamma', type=float, default=100., help='LAAT penalty weight (default: 100)')
+    d.add_argument('--gamma', nargs='+', type=_gamma, default=[100., 'auto'], help="LAAT penalty weights, numbers and/or 'auto' (default: 100 auto)")
+    d.add_argument('--no-flipped', action='store_true', help='skip LAAT auto with a prior whose signs are flipped on half the features')
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--out', default='llmkd_demo.png', help='where to write the AUC-vs-shots plot (PNG)')
     d.add_argument('--csv', default=None, help='also write the per-repetition results to this CSV')
@@ -53,42 +66,34 @@ def _add_priors(sub):
     t.add_argument('--max-reasks', type=int, default=2, help='follow-up requests per invalid answer (default: 2)')
     t.add_argument('--max-retries', type=int, default=4, help='retries of a failed request (default: 4)')
     t.add_argument('--concurrency', type=int, default=8, help='most requests in flight; adapted down for slow servers (default: 8)')
+    q.add_argument('--batch', action='store_true', help="ask through the endpoint's batch API (half price, answers within 24 h; resumable)")
+    q.add_argument('--poll-interval', type=float, default=5., help='with --batch: first wait between polls in seconds, growing while nothing changes (default: 5)')
     q.add_argument('--out', required=True, help='where to write the prior JSON')
 
 # %% ../nbs/10_cli.ipynb #00000005
 def make_parser() -> argparse.ArgumentParser:
-    "The `llmkd` argument parser, with the `demo` and `priors` subcommands."
+    "The `llmkd` argument parser, with the `demo`, `priors` and `distill` subcommands."
+    from llmkd.distill import add_distill_parser
     p = argparse.ArgumentParser(prog='llmkd', description='Distil an LLM\'s knowledge into small fastai models.')
-    sub = p.add_subparsers(dest='command', required=True, metavar='{demo,priors}')
-    _add_demo(sub); _add_priors(sub)
+    sub = p.add_subparsers(dest='command', required=True, metavar='{demo,priors,distill}')
+    _add_demo(sub); _add_priors(sub); add_distill_parser(sub)
     return p
 
 # %% ../nbs/10_cli.ipynb #00000008
 def run_demo(args) -> pd.DataFrame:
     "`llmkd demo`: run the comparison, print the tables, write the plot; returns the per-repetition results."
-    import torch, matplotlib.pyplot as plt
-    from llmkd.fewshot import load_dataset, run_fewshot, summarize, laat_gain, plot_auc_vs_shots
+    import torch
+    from llmkd.fewshot import fewshot_demo
     torch.set_num_threads(args.threads)
-    t0, out = time.perf_counter(), []
-    print(f"LAAT few-shot demo: {', '.join(args.datasets)}; shots {args.shots}; {args.reps} repetitions; "
+    t0 = time.perf_counter()
+    print(f"LAAT few-shot demo: {', '.join(args.datasets)}; shots {' '.join(map(str, args.shots))}; {args.reps} repetitions; "
           "priors hand-written from domain knowledge (shipped with llmkd, not elicited from an LLM)", flush=True)
-    for name in args.datasets:
-        t = time.perf_counter()
-        out.append(run_fewshot(load_dataset(name), 'shipped', shots=args.shots, reps=args.reps, epochs=args.epochs,
-                               gamma=args.gamma, seed=args.seed, prior_alone=True))
-        print(f"  {name}: {time.perf_counter() - t:.1f} s", flush=True)
-    res = pd.concat(out, ignore_index=True)
-    with pd.option_context('display.width', 200, 'display.max_columns', 20):
-        print("\nTest ROC-AUC, mean ± std over repetitions ('prior alone': the test rows scored by the prior's direction, no training):")
-        print(summarize(res).to_string())
-        g = laat_gain(res)[['baseline', 'laat', 'gain', 'wins', 'reps']]
-        print("\nLAAT vs the same student without it (paired by repetition; wins = repetitions where LAAT's AUC is higher):")
-        print(g.to_string(float_format=lambda v: f"{v:+.3f}" if abs(v) < .5 else f"{v:.3f}"))
-    fig = plot_auc_vs_shots(res)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110); plt.close(fig)
+    for f in (args.out, args.csv):
+        if f: Path(f).parent.mkdir(parents=True, exist_ok=True)
+    res = fewshot_demo(args.datasets, args.shots, args.reps, args.archs, not args.no_flipped, args.gamma, args.epochs, args.seed,
+                       plot=args.out, csv=args.csv, log=lambda *a: print(*a, flush=True))
     print(f"\nplot written to {Path(args.out).resolve()}")
-    if args.csv: res.to_csv(args.csv, index=False); print(f"results written to {Path(args.csv).resolve()}")
+    if args.csv: print(f"results written to {Path(args.csv).resolve()}")
     print(f"total time {time.perf_counter() - t0:.1f} s")
     return res
 
@@ -99,6 +104,9 @@ def run_priors(args):
     from llmkd.priors import elicit_from_files
     teacher = Teacher(model=args.model, base_url=args.base_url, cache=not args.no_cache, timeout=args.timeout,
                       max_retries=args.max_retries, concurrency=args.concurrency)
+    if args.batch:
+        from llmkd.batch import BatchTeacher
+        teacher = BatchTeacher(teacher, poll_interval=args.poll_interval)
     extra = {k: v for k, v in dict(max_tokens=args.max_tokens, seed=args.seed).items() if v is not None}
     prior = elicit_from_files(args.csv, args.descriptions, args.target, args.task, teacher=teacher, cat_names=args.cat_names,
                               positive_class=args.positive_class, n_estimates=args.n_estimates, temperature=args.temperature,
@@ -128,8 +136,10 @@ def main(argv:list|None=None) -> int:
     from llmkd.core import LLMKDError, InputError
     args = make_parser().parse_args(argv)
     try:
-        if args.command == 'demo': run_demo(args)
-        else: run_priors(args)
+        if args.command == 'distill':
+            from llmkd.distill import run_distill
+            run_distill(args)
+        else: {'demo': run_demo, 'priors': run_priors}[args.command](args)
     except (InputError, ValueError, FileNotFoundError, ImportError) as e:
         print(f"llmkd {args.command}: error: {cli_message(e)}", file=sys.stderr); return 2
     except LLMKDError as e:

@@ -81,7 +81,8 @@ def test_demo_tiny(tmp_path):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'LR + LAAT' in r.stdout and 'breast_cancer' in r.stdout and str(png) in r.stdout
     lines = csv.read_text().splitlines()
-    assert len(lines) == 1 + 2*2*6  # header + datasets x reps x methods (5 + the prior alone)
+    assert len(lines) == 1 + 2*2*10  # header + datasets x reps x methods (8 students, the prior alone, sklearn LR)
+    assert "LAAT auto against its parts" in r.stdout
 
 
 def test_priors_quota_error_in_cli_words(tmp_path):
@@ -95,3 +96,31 @@ def test_priors_quota_error_in_cli_words(tmp_path):
         assert len(srv.requests) == 1
     assert r.returncode == 1 and 'Traceback' not in r.stderr, r.stderr
     assert 'quota' in r.stderr and 'return_exceptions' not in r.stderr and 'timeout' not in r.stderr
+
+
+def test_priors_batch_goes_through_the_batch_api(tmp_path):
+    "`llmkd priors --batch` submits the requests as a batch (uploaded file, /v1/batches) and sends nothing online."
+    from llmkd.batch import BatchServer
+    csv, desc = _write_data(tmp_path)
+    with BatchServer(_scorer) as srv:
+        r = subprocess.run([_llmkd(), 'priors', str(csv), str(desc), '--target', 'default', '--positive-class', 'yes',
+                            '--task', 'Predict default.', '--model', 'm', '--base-url', srv.base_url, '--n-estimates', '2',
+                            '--batch', '--poll-interval', '0.05', '--out', str(tmp_path/'p.json')],
+                           capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert srv.requests == [] and len(srv.batch_rows) >= 1
+    prior = AttributionPrior.load(tmp_path/'p.json')
+    assert prior.n_estimates == 2 and set(prior.scores.index) >= {'income', 'age'}
+
+
+def test_distill_dry_run_pays_nothing(tmp_path):
+    "`llmkd distill --teacher llm --dry-run` prints the estimate (online and batch price) and sends no request."
+    csv = tmp_path/'reviews.csv'
+    csv.write_text('text\n"A warm, funny film."\n"Dull and far too long."\n"The cast is superb."\n')
+    with LLMServer() as srv:
+        r = subprocess.run([_llmkd(), 'distill', '--csv', str(csv), '--labels', 'pos,neg', '--teacher', 'llm', '--model', 'm',
+                            '--base-url', srv.base_url, '--dry-run', '--out', str(tmp_path/'out')],
+                           capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+        assert srv.requests == []
+    assert r.returncode == 0, r.stderr
+    assert 'estimate: 3 requests' in r.stdout
