@@ -303,14 +303,14 @@ def _schedule_epochs(learn) -> int:
 
 # %% ../../nbs/05_callback.selection.ipynb #00000016
 class ConfidenceSelector(SampleSelector):
-    "LLKD selection: teacher-confident, student-uncertain samples under per-class EMA thresholds, weighted by c*u"
+    "LLKD selection: teacher-confident, student-uncertain samples under per-class EMA thresholds (optionally weighted by c*u)"
     def __init__(self, conf, # Teacher confidence of every pool sample (N,)
                  momentum=0.999, # EMA momentum m of the thresholds (FreeMatch uses 0.999)
                  warmup=0.1, # Teacher-only steps: an int number of steps, or a float share of the first schedule's steps (`fine_tune`: both phases)
-                 tau_t_init:float|None=None, # Initial global teacher threshold (default 1/C)
+                 tau_t_init:float|None=0.9, # Initial global teacher threshold (None: 1/C, the paper-style start); 0.9 was chosen on the development sets
                  tau_s_init:float|None=None, # Initial global student threshold (default 1/C)
                  per_class=True, # Scale the thresholds per class by cbar(y)/max cbar (False: one global threshold)
-                 weighted=True, # Weight the selected samples by c*u (False: plain mean over the selected)
+                 weighted=False, # Weight the selected samples by c*u (True); the plain mean over the selected won on the development sets
                  sample_loss:callable|None=None, # Per-sample loss `f(pred, y) -> (B,)`; default cross-entropy
                  n_classes:int|None=None): # Number of classes (default: width of the model output)
         super().__init__(conf, weighted=weighted, sample_loss=sample_loss, n_classes=n_classes)
