@@ -32,6 +32,7 @@ def minmax_scale(X_train:np.ndarray, *others:np.ndarray) -> list:
     return [((X - lo)/rng).astype(np.float32) for X in (X_train,)+others]
 
 # %% ../nbs/09a_data.ipynb #408a35ce
+# over 30 lines: the dataclass fields are its documented signature, and its methods read them
 @dataclass
 class TabularDataset:
     "A binary tabular task: raw data, column descriptions, a task sentence and a fixed train/test split."

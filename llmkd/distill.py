@@ -36,7 +36,7 @@ def _labels(labels) -> dict:
 
 # %% ../nbs/11_distill.ipynb #d1000008
 def distill_data(csv:str|Path|pd.DataFrame|None=None, # CSV path or DataFrame; None: the shipped BBC News
-                 labels=None, # label names or {label: description} (a JSON string or a file works too); None with the BBC default
+                 labels:list|dict|str|Path|None=None, # label names or {label: description} (a JSON string or a file works too); None with the BBC default
                  text_col:str='text', gold_col:str|None=None, # text column; optional gold-label column (empty cells allowed)
                 ) -> tuple[pd.DataFrame, dict]:
     "DataFrame(text, gold) and {label: description}, checked before anything is paid."
@@ -74,7 +74,7 @@ def student_model(n_in:int, n_classes:int, hidden:int=256, p:float=0.2):
 # chosen on the development sets of benchmarks/llkd_selection.py (BBC News, Rotten Tomatoes): a strict start, unweighted
 LLKD_DEFAULTS = dict(tau_t_init=0.9, tau_s_init=None, horizon=None, warmup=0.1, per_class=True, weighted=False)
 
-def llkd_settings(steps:int, tau_t_init=None, tau_s_init=None, horizon=None, warmup=0.1, per_class=True, weighted=True) -> dict:
+def llkd_settings(steps:int, tau_t_init:float|None=None, tau_s_init:float|None=None, horizon:float|None=None, warmup=0.1, per_class=True, weighted=True) -> dict:
     "`ConfidenceSelector` arguments, passed explicitly; `horizon` sets the EMA momentum as 1 - 1/(horizon*steps) (None: 0.999)."
     m = 0.999 if horizon is None else 1 - 1/max(1., horizon*steps)
     return dict(momentum=m, warmup=warmup, tau_t_init=tau_t_init, tau_s_init=tau_s_init, per_class=per_class, weighted=weighted)
@@ -124,6 +124,7 @@ def export_student(learn, path:str|Path, classes:Sequence[str], embedder:str=MIN
     learn.export(path.name)
     return path
 
+# %% ../nbs/11_distill.ipynb #d1000019a
 def predict_texts(learn, texts:Sequence[str], batch_size:int=256, cache:bool=True) -> pd.DataFrame:
     "Labels and class probabilities of `texts` from an exported student (DataFrame: label, confidence, probs)."
     import torch
@@ -178,7 +179,7 @@ def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs) -> tu
     return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None)
 
 # %% ../nbs/11_distill.ipynb #d1000025
-def distill(csv=None, labels=None, # CSV path or DataFrame (None: the shipped BBC News); label names or {label: description}
+def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=None, # CSV path or DataFrame (None: the shipped BBC News); label names or {label: description}
             text_col:str='text', gold_col:str|None=None, # text column; optional gold-label column
             teacher='embedding', # 'embedding' (offline zero-shot), a `llmkd.teacher.Teacher`, or any `pseudo_label` teacher
             out:str|Path='llmkd_distill', # folder for report.json, pseudo_labels.csv and student.pkl

@@ -51,8 +51,8 @@ def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
 def fewshot_splits(y:np.ndarray, # 0/1 labels of all rows
                    k:int|str, # shots per class, or 'all' (every non-test row; needs a fixed test split)
                    reps:int=20, seed:int=0,
-                   is_test=None, # boolean mask of a fixed test split; None: every row that is not a shot is a test row
-                   shot_idx=None # given shot rows (reps, n) instead of drawing them
+                   is_test:np.ndarray|None=None, # boolean mask of a fixed test split; None: every row that is not a shot is a test row
+                   shot_idx:np.ndarray|None=None # given shot rows (reps, n) instead of drawing them
                   ) -> tuple:
     "Shot rows (R, n) and test rows (R, M) of each repetition."
     n = len(y)
@@ -100,6 +100,9 @@ class FullBatch:
 
 class SmallLearner(Learner):
     "A `Learner` for tiny fits: events reach only the callbacks that handle them; no validation pass on an empty `valid`."
+    def __init__(self, dls, model:nn.Module, # a `FullBatch` (or any DataLoaders) and the model
+                 metrics:list|None=None, **kwargs): # as in `Learner`, whose other arguments pass through
+        super().__init__(dls, model, metrics=metrics, **kwargs)
     def _handlers(self, event_name):
         if self.__dict__.get('_h') is None:   # built on first use, dropped whenever the callbacks change
             cbs = self.cbs.sorted('order')
@@ -128,10 +131,10 @@ def stacked_bce(pred, y):
 torch_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.)  # torch.optim.Adam's defaults, as the paper
 
 def fit_small(model:nn.Module, x:torch.Tensor, y:torch.Tensor, # model, inputs (N, F) or (R, N, F), 0/1 targets (N,) or (R, N)
-              prior=None, # `AttributionPrior`, dict, Series or scores (F,): adds the LAAT penalty; None: plain training
+              prior:AttributionPrior|dict|pd.Series|np.ndarray|None=None, # `AttributionPrior`, dict, Series or scores (F,): adds the LAAT penalty; None: plain training
               epochs:int=200, lr:float=1e-2, gamma:float=100.,
               features:list|None=None, # input feature names (checked against the prior's)
-              loss_func=stacked_bce, cbs=None, # extra callbacks
+              loss_func=stacked_bce, cbs:list|None=None, # extra callbacks
               **laat_kwargs # passed to `AttributionRegularizer` (transform, method, gamma_decay)
              ) -> SmallLearner:
     "Fit `model` full batch on `(x, y)` with Adam through a `SmallLearner` (with `AttributionRegularizer` if `prior`)."
@@ -151,12 +154,12 @@ def stacked_student(arch:str, reps:int, n_in:int, hidden:int=100) -> nn.Module:
 def fit_stacked(x:torch.Tensor, # inputs (R, N, F): R repetitions of N training rows
                 y:torch.Tensor, # 0/1 targets (R, N)
                 arch:str='lr', # 'lr' or 'mlp'
-                prior=None, # an `AttributionPrior` or scores (F,): adds the LAAT penalty; None: plain training
+                prior:AttributionPrior|np.ndarray|None=None, # an `AttributionPrior` or scores (F,): adds the LAAT penalty; None: plain training
                 features:list|None=None, # input feature names (checked against the prior's)
                 epochs:int=200, lr:float=1e-2, gamma:float=100., hidden:int=100,
                 seed:int=0, # torch seed for the initial weights (same seed: same start with and without LAAT)
                 model:nn.Module|None=None, # a stacked model to train instead of a fresh one
-                cbs=None, # extra callbacks
+                cbs:list|None=None, # extra callbacks
                 **laat_kwargs # passed to `AttributionRegularizer` (transform, method, gamma_decay)
                ) -> Learner:
     "Train R students at once, full batch, each exactly as if alone (sum of per-repetition losses); returns the `SmallLearner`."
@@ -254,6 +257,7 @@ def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, o
     return transform_prior(s, transform)
 
 # %% ../nbs/09_fewshot.ipynb #f808fd4c
+# over 30 lines: 13 of them are the documented signature (docments)
 def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  y, # 0/1 labels (N,) or (R, N)
                  prior, # `AttributionPrior`, dict, Series or scores (F,)
@@ -378,15 +382,16 @@ def _baseline_rows(name, k, xs, ys, xt, yt, prior, feats, sklearn, prior_alone, 
     return rows
 
 # %% ../nbs/09_fewshot.ipynb #05c7f0dc
+# over 30 lines: the documented signature (docments) takes most of them
 def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target` column
-                prior=None, # `AttributionPrior` (or dict/Series of scores) for LAAT; 'shipped': the dataset's hand-written one; None: baselines only
+                prior:AttributionPrior|dict|pd.Series|str|None=None, # `AttributionPrior` (or dict/Series of scores) for LAAT; 'shipped': the dataset's hand-written one; None: baselines only
                 shots=(1, 5, 10), # rows per class (ints, or 'all': every non-test row)
                 reps:int=20, # repetitions per shot count, fitted together
                 archs=('lr', 'mlp'), # students
                 gamma=100., # LAAT weight: a number (paper: 100), 'auto' (`choose_gamma` per repetition), or a list of them
-                test=None, # None: the dataset's fixed split (a DataFrame: 'rest'); 'rest': every non-shot row (the paper); or a boolean mask
-                shot_idx=None, # given shot rows (reps, n) instead of drawing them (then `shots` is ignored)
-                target:str|None=None, positive_class=None, # DataFrame input: target column and the class LAAT scores (default: last sorted)
+                test:str|np.ndarray|None=None, # None: the dataset's fixed split (a DataFrame: 'rest'); 'rest': every non-shot row (the paper); or a boolean mask
+                shot_idx:np.ndarray|None=None, # given shot rows (reps, n) instead of drawing them (then `shots` is ignored)
+                target:str|None=None, positive_class:str|int|None=None, # DataFrame input: target column and the class LAAT scores (default: last sorted)
                 sklearn:bool=True, # also fit the grid-searched scikit-learn logistic regression
                 prior_alone:bool=False, # also score the test rows by the prior's target direction alone (no training)
                 epochs:int=200, lr:float=1e-2,
@@ -464,7 +469,7 @@ def crossover(ds, # a `TabularDataset` (or anything `run_fewshot` takes, with `p
     return pd.concat(res, ignore_index=True)
 
 # %% ../nbs/09_fewshot.ipynb #c95bc832
-def plot_auc_vs_shots(res:pd.DataFrame, metric:str='auc', methods=None, figsize=None):
+def plot_auc_vs_shots(res:pd.DataFrame, metric:str='auc', methods:list|None=None, figsize:tuple|None=None):
     "One panel per dataset: mean `metric` against shots per class for each method ('all' drawn last), shaded ± one std."
     import matplotlib.pyplot as plt
     dsets = list(dict.fromkeys(res.dataset))
@@ -489,7 +494,7 @@ def plot_attributions(prior:AttributionPrior, # the prior the LAAT students were
                       shots, # which shot count to show
                       arch:str='LR', # 'LR' or 'MLP'
                       method:str|None=None, # the LAAT method to show (default: f'{arch} + LAAT')
-                      transform:str='signed_exp', top:int=15, ax=None):
+                      transform:str='signed_exp', top:int=15, ax:object=None): # `ax`: a matplotlib Axes (default: a new figure)
     "Bars of the prior's unit target against the mean unit attributions learned with and without LAAT."
     attrs, feats = res.attrs['attributions'], res.attrs['features']
     method = method or f'{arch} + LAAT'

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 import numpy as np, pandas as pd
-from fastcore.basics import store_attr, listify
+from fastcore.basics import store_attr, listify, patch
 from dataclasses import dataclass
 from fastprogress.fastprogress import progress_bar
 from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, is_missing
@@ -120,8 +120,9 @@ class EmbeddingCache:
         with self._db() as con: return con.execute('SELECT COUNT(*) FROM emb').fetchone()[0]
 
 # %% ../nbs/04_pseudolabel.ipynb #00000011
+# over 30 lines: the documented signature (docments) takes 8 of them
 def embed_texts(texts:Sequence[str], # texts to embed
-                model=None, # None (all-MiniLM-L6-v2), a model directory, or a loaded SentenceTransformer
+                model:str|Path|object=None, # None (all-MiniLM-L6-v2), a model directory, or a loaded SentenceTransformer
                 model_id:str|None=None, # cache key of the model; required for a loaded model when caching
                 max_chars:int|None=1000, # truncate texts to this many characters first (None: keep whole)
                 batch_size:int=32, cache:bool|EmbeddingCache=True, # False: no cache; or an `EmbeddingCache`
@@ -171,16 +172,19 @@ class ProbaTeacher:
     def __repr__(self): return f'{type(self).__name__}(classes={self.classes})'
 
 # %% ../nbs/04_pseudolabel.ipynb #00000019
-def _from_sklearn(cls, model, # a fitted scikit-learn classifier or pipeline that takes raw texts
-                  classes=None): # class names (default: `model.classes_`)
+@patch(cls_method=True)
+def from_sklearn(cls:ProbaTeacher, model, # a fitted scikit-learn classifier or pipeline that takes raw texts
+                 classes:list|None=None): # class names (default: `model.classes_`)
     "A `ProbaTeacher` from a fitted scikit-learn model's `predict_proba`."
     if not hasattr(model, 'predict_proba'): raise TypeError(f"{type(model).__name__} has no predict_proba: use a probabilistic classifier (e.g. LogisticRegression)")
     return cls(model.predict_proba, list(model.classes_) if classes is None else classes)
 
-def _from_learner(cls, learn, # a trained fastai Learner
-                  classes=None, # class names (default: the Learner's label vocab)
-                  featurize:Callable|None=None, # texts -> the items `learn.dls.test_dl` accepts (default: the texts)
-                  **kwargs): # passed to `learn.get_preds`
+# %% ../nbs/04_pseudolabel.ipynb #0000001a
+@patch(cls_method=True)
+def from_learner(cls:ProbaTeacher, learn, # a trained fastai Learner
+                 classes:list|None=None, # class names (default: the Learner's label vocab)
+                 featurize:Callable|None=None, # texts -> the items `learn.dls.test_dl` accepts (default: the texts)
+                 **kwargs): # passed to `learn.get_preds`
     "A `ProbaTeacher` from a fastai Learner's `get_preds` on a test DataLoader."
     if classes is None:
         vocab = learn.dls.vocab
@@ -190,9 +194,6 @@ def _from_learner(cls, learn, # a trained fastai Learner
         return learn.get_preds(dl=dl, **kwargs)[0].float().cpu().numpy()
     return cls(predict, list(classes))
 
-ProbaTeacher.from_sklearn = classmethod(_from_sklearn)
-ProbaTeacher.from_learner = classmethod(_from_learner)
-
 # %% ../nbs/04_pseudolabel.ipynb #0000001f
 def _softmax(z:np.ndarray, axis:int=-1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
@@ -200,12 +201,13 @@ def _softmax(z:np.ndarray, axis:int=-1) -> np.ndarray:
     return e/e.sum(axis=axis, keepdims=True)
 
 # %% ../nbs/04_pseudolabel.ipynb #00000020
+# over 30 lines: the documented `__init__` signature and the three methods that use its settings
 class EmbeddingTeacher(ProbaTeacher):
     "Offline zero-shot teacher: softmax over cosine similarities between text and label-description embeddings."
     source = 'embedding_similarity'
     def __init__(self, descriptions:dict|Sequence[str], # {label: description (or list of descriptions)}, or just the labels
                  temperature:float=0.05, # softmax temperature over cosine similarities
-                 model=None, model_id:str|None=None, # sentence model, as in `embed_texts`
+                 model:str|Path|object=None, model_id:str|None=None, # sentence model, as in `embed_texts`
                  max_chars:int|None=1000, cache:bool|EmbeddingCache=True, device:str|None=None, progress:bool=False):
         if not isinstance(descriptions, dict): descriptions = {str(c): str(c) for c in descriptions}
         if not descriptions: raise ValueError("EmbeddingTeacher needs at least one label description")
@@ -604,9 +606,10 @@ def _as_teacher(teacher, classes, descriptions):
     raise TypeError(f"Unsupported teacher {type(teacher).__name__}: use llmkd.teacher.Teacher, a ProbaTeacher or a scikit-learn classifier")
 
 # %% ../nbs/04_pseudolabel.ipynb #0000003e
+# over 30 lines: the documented signature (docments) takes most of them
 def pseudo_label(texts:Sequence[str], # the unlabeled pool
                  classes:Sequence[str]|dict|None=None, # labels, or {label: description}; default: the teacher's classes
-                 teacher=None, # `llmkd.teacher.Teacher`, a `ProbaTeacher` / scikit-learn classifier, or None: `EmbeddingTeacher`
+                 teacher:object=None, # `llmkd.teacher.Teacher`, a `ProbaTeacher` / scikit-learn classifier, or None: `EmbeddingTeacher`
                  descriptions:dict|None=None, # {label: one-line description} for the prompt / the offline teacher
                  examples:Sequence[tuple[str,str]]|None=None, # few-shot (text, label) pairs (LLM teacher)
                  confidence:str|Sequence[str]='auto', # 'auto' = ('logprob', 'agreement', 'verbalized'), or some of them in order
