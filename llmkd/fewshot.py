@@ -494,7 +494,7 @@ def plot_attributions(prior:AttributionPrior, # the prior the LAAT students were
                       shots, # which shot count to show
                       arch:str='LR', # 'LR' or 'MLP'
                       method:str|None=None, # the LAAT method to show (default: f'{arch} + LAAT')
-                      transform:str='signed_exp', top:int=15, ax:object=None): # `ax`: a matplotlib Axes (default: a new figure)
+                      transform:str='signed_exp', top:int=15, ax:object=None): # a matplotlib Axes (default: a new figure)
     "Bars of the prior's unit target against the mean unit attributions learned with and without LAAT."
     attrs, feats = res.attrs['attributions'], res.attrs['features']
     method = method or f'{arch} + LAAT'

@@ -655,7 +655,7 @@ def default_teacher(descriptions:dict, # {label: description} for the offline te
 
 # %% ../nbs/04_pseudolabel.ipynb #0000005a
 def pseudo_label_dry_run(texts:Sequence[str], classes:Sequence[str]|dict, teacher, # as in `pseudo_label`
-                         descriptions:dict|None=None, examples=None, structured:bool=True, top_logprobs:int=20,
+                         descriptions:dict|None=None, examples:Sequence[tuple[str,str]]|None=None, structured:bool=True, top_logprobs:int=20,
                          max_chars:int|None=None, **ask_kwargs):
     "The teacher's estimate (`Usage`: requests, tokens, cost, cache hits) of `pseudo_label`'s first pass over `texts`."
     if isinstance(classes, dict): descriptions, classes = {**classes, **(descriptions or {})}, list(classes)
