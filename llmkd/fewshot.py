@@ -31,7 +31,7 @@ __all__ = ['torch_adam', 'GAMMA_GRID', 'METHOD_ORDER', 'sample_shots', 'fewshot_
            'FullBatch', 'SmallLearner', 'stacked_bce', 'fit_small', 'stacked_student', 'fit_stacked', 'stacked_predict',
            'stacked_attributions', 'auc_se', 'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr',
            'encode_frame', 'run_fewshot', 'summarize', 'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots',
-           'plot_attributions', 'fewshot_demo']
+           'plot_attributions', 'max_shots', 'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -508,6 +508,16 @@ def plot_attributions(prior:AttributionPrior, # the prior the LAAT students were
     ax.set_title(f"{arch}, {shots} shots per class: prior vs learned")
     return ax
 
+# %% ../nbs/09_fewshot.ipynb #f808fd4d
+def max_shots(data, # a `TabularDataset`, or a DataFrame with a binary `target` column
+              target:str|None=None, positive_class:str|int|None=None,
+              test:str|np.ndarray|None=None # as for `run_fewshot`
+             ) -> int:
+    "The most shots per class `run_fewshot` can draw: the smaller class of the training rows (one fewer when the rest is the test set)"
+    _, y, _, is_test, _ = _prepare(data, target, positive_class, test)
+    pool = y if is_test is None else y[~np.asarray(is_test, bool)]
+    return int(min((pool == 1).sum(), (pool == 0).sum())) - (is_test is None)
+
 # %% ../nbs/09_fewshot.ipynb #134a6169
 def fewshot_demo(datasets=('pima', 'breast_cancer', 'birthwt'), # names from `llmkd.data.DATASETS`
                  shots=(1, 5, 10, 25, 50, 'all'), reps:int=20, archs=('lr', 'mlp'),
@@ -521,8 +531,10 @@ def fewshot_demo(datasets=('pima', 'breast_cancer', 'birthwt'), # names from `ll
     "Run the crossover on offline datasets with their shipped priors; print the tables; return the per-repetition results."
     say, out = log or (lambda *a, **k: None), []
     for name in datasets:
-        t = time.perf_counter()
-        out.append(crossover(load_dataset(name), 'shipped', shots, reps, archs, flipped, gamma, epochs=epochs, seed=seed))
+        t, ds = time.perf_counter(), load_dataset(name)
+        m = max_shots(ds); ks = [k for k in shots if k == 'all' or k <= m]
+        if len(ks) < len(shots): say(f"  {name}: shots {[k for k in shots if k not in ks]} skipped (a class has {m} training rows to draw from)")
+        out.append(crossover(ds, 'shipped', ks, reps, archs, flipped, gamma, epochs=epochs, seed=seed))
         say(f"  {name}: {time.perf_counter() - t:.1f} s")
     res = pd.concat(out, ignore_index=True)
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
