@@ -6,6 +6,15 @@ export PATH="$PWD/.venv/bin:$PATH"
 fail() { echo "FAILED: $*" >&2; exit 1; }
 step() { echo; echo "== $*"; }
 
+# The llama.cpp server for the llm-flagged tests starts in the background now, at low priority: on a machine that has
+# never built llama-cpp-python it compiles first (about 10 minutes on 2 cores; pip caches the wheel), meanwhile the
+# other checks run. Its URL is read after the notebook tests and the docs build.
+llama_out=$(mktemp -d)
+export LLAMACPP_LOG="$llama_out/server.log"
+( nice -n 19 bash tools/llamacpp_server.sh >"$llama_out/url" 2>"$llama_out/log" ) &
+llama_job=$!
+trap 'kill "$(cat "$LLAMACPP_LOG.pid" 2>/dev/null)" 2>/dev/null' EXIT
+
 step "nbdev-export: the library must be exactly what the notebooks export"
 nbdev-export || fail "nbdev-export"
 changed=$(git status --porcelain -- llmkd) || fail "git status (run the tests from a git checkout)"
@@ -28,10 +37,9 @@ step "docs site (offline render of nbs/_quarto.yml) and link check"
 python tools/docs.py --check || fail "docs build"
 
 step "llama.cpp server (SmolLM2-135M-Instruct GGUF) for the llm-flagged tests"
-# Builds llama-cpp-python on a machine that has never built it (about 10 minutes on 2 cores; pip caches the wheel).
-LLMKD_LLAMACPP_URL=$(bash tools/llamacpp_server.sh) || fail "could not start the llama.cpp server"
+wait "$llama_job" || { cat "$llama_out/log" >&2; fail "could not start the llama.cpp server"; }
+LLMKD_LLAMACPP_URL=$(cat "$llama_out/url")
 export LLMKD_LLAMACPP_URL LLMKD_LLM_TESTS=1
-trap 'kill "$(cat "${LLAMACPP_LOG:-${TMPDIR:-/tmp}/llmkd_llamacpp_server.log}.pid")" 2>/dev/null' EXIT
 echo "serving at $LLMKD_LLAMACPP_URL"
 
 step "nbdev-test --flags llm: the API notebooks' llm cells against that server"
