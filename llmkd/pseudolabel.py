@@ -6,7 +6,7 @@ Docs: https://llmkd.github.io/llmkd/pseudolabel.html.md"""
 
 # %% ../nbs/04_pseudolabel.ipynb #00000004
 from __future__ import annotations
-import os, json, math, hashlib, sqlite3, re
+import os, json, math, hashlib, inspect, sqlite3, re
 from collections import Counter
 from contextlib import contextmanager
 from functools import lru_cache
@@ -16,14 +16,14 @@ import numpy as np, pandas as pd
 from fastcore.basics import store_attr, listify, patch
 from dataclasses import dataclass
 from fastprogress.fastprogress import progress_bar
-from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, is_missing
+from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, check_number, is_missing
 from .teacher import llmkd_cache_dir
 
 # %% auto #0
-__all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'bbc_news_path', 'bbc_news', 'minilm_path', 'load_sentence_model',
-           'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt', 'label_schema',
-           'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label', 'default_teacher',
-           'pseudo_label_dry_run', 'Calibration', 'calibration', 'pseudo_label_targets']
+__all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'LABEL_MODES', 'bbc_news_path', 'bbc_news', 'minilm_path',
+           'load_sentence_model', 'EmbeddingCache', 'embed_texts', 'ProbaTeacher', 'EmbeddingTeacher', 'label_prompt',
+           'label_schema', 'parse_label', 'logprob_confidence', 'LabelError', 'ConfidenceError', 'pseudo_label',
+           'default_teacher', 'pseudo_label_dry_run', 'Calibration', 'calibration', 'pseudo_label_targets']
 
 # %% ../nbs/04_pseudolabel.ipynb #00000007
 BBC_TOPICS = {
@@ -540,10 +540,11 @@ def _llm_rows(texts, classes, teacher, descriptions=None, examples=None, methods
         kw, check = _method_request(method, classes, structured, n_samples, temperature, top_logprobs)
         args = dict(check=check, schema=label_schema(classes, verbal) if structured or verbal else None, max_reasks=max_reasks, **{**ask_kwargs, **kw})
         if verbal and not structured: args = {k: v for k, v in args.items() if k not in ('stop', 'guided_choice')}
-        out = _ask_checked(teacher, convs[:1], progress=False, **args)
+        n0 = 1 if method == 'logprob' else len(convs)   # only logprobs need a one-text probe: a server may not send them
+        out = _ask_checked(teacher, convs[:n0], progress=progress and n0 > 1, **args)
         if method == 'logprob' and not isinstance(out[0][0], Exception) and out[0][0].choices[0].logprobs is None:
             continue  # the server sends no logprobs: do not pay for answers that cannot be scored
-        if len(convs) > 1: out += _ask_checked(teacher, convs[1:], progress=progress, **args)
+        if len(convs) > n0: out += _ask_checked(teacher, convs[n0:], progress=progress, **args)
         bad = [(i, texts[i], _answer_text(a)) for i, (a, r) in zip(todo, out) if isinstance(r, Exception)]
         if bad: raise LabelError(bad, classes)
         for i, (a, r) in zip(todo, out): rows[i] = _row(method, a, r, classes)
@@ -605,6 +606,25 @@ def _as_teacher(teacher, classes, descriptions):
     if hasattr(teacher, 'predict_proba') and hasattr(teacher, 'classes_'): return ProbaTeacher.from_sklearn(teacher)
     raise TypeError(f"Unsupported teacher {type(teacher).__name__}: use llmkd.teacher.Teacher, a ProbaTeacher or a scikit-learn classifier")
 
+# %% ../nbs/04_pseudolabel.ipynb #0000003d1
+LABEL_MODES = ('online', 'batch')
+
+def _with_mode(teacher, mode:str, batch_options:dict|None=None):
+    "`teacher` as `mode` asks: unchanged 'online', a `BatchTeacher` for 'batch'; `InputError` before any request otherwise."
+    from llmkd.batch import BatchTeacher, prefill_batch
+    if mode not in LABEL_MODES: raise InputError(f"mode must be 'online' or 'batch', got {mode!r}")
+    if batch_options and mode != 'batch': raise InputError(f"batch_options {sorted(batch_options)} only apply with mode='batch'")
+    if mode == 'online' or isinstance(teacher, BatchTeacher): return teacher
+    if isinstance(teacher, ProbaTeacher): raise InputError(f"mode='batch' labels through an LLM endpoint's batch API, but the {type(teacher).__name__} "
+                                                           "teacher runs here and sends no request: use mode='online' (the default)")
+    opts = {'online_below': 1, **(batch_options or {})}
+    known = {'online_below'} | set(inspect.signature(prefill_batch).parameters) - {'teacher', 'items', 'ask_kwargs'}
+    if unknown := sorted(set(opts) - known): raise InputError(f"Unknown batch_options {unknown}: use some of {sorted(known)}")
+    for k in ('poll_interval', 'max_poll_interval', 'timeout'):
+        if opts.get(k) is not None: check_number(opts[k], f'batch_options[{k!r}] (seconds)', lo=0)
+    return BatchTeacher(teacher, **opts)
+
+
 # %% ../nbs/04_pseudolabel.ipynb #0000003e
 # over 30 lines: the documented signature (docments) takes most of them
 def pseudo_label(texts:Sequence[str], # the unlabeled pool
@@ -621,13 +641,16 @@ def pseudo_label(texts:Sequence[str], # the unlabeled pool
                  max_reasks:int=2, # re-asks of an answer outside the label set before it is reported
                  max_chars:int|None=None, # truncate texts in the prompt
                  batch_size:int=256, progress:bool=True, # batch size of probability teachers; progress bar
+                 mode:str='online', # LLM teacher: 'online' requests, or 'batch': the endpoint's batch API (`llmkd.batch.BatchTeacher`), one-text maps (the logprob probe) online
+                 batch_options:dict|None=None, # mode='batch': `BatchTeacher` options (poll_interval, timeout, retry, online_below, ...)
                  **ask_kwargs) -> pd.DataFrame: # more `Teacher.ask` arguments (seed, max_tokens)
     "Label `texts` with `teacher`: DataFrame(text, label, confidence, confidence_source, answer, probs, note)."
     index = texts.index if isinstance(texts, pd.Series) else None
     texts = check_texts(texts)
     if isinstance(classes, dict): descriptions, classes = {**classes, **(descriptions or {})}, list(classes)
     if classes is not None: classes = _check_classes(classes)
-    teacher = _as_teacher(teacher, classes, descriptions)
+    if mode not in LABEL_MODES: raise InputError(f"mode must be 'online' or 'batch', got {mode!r}")
+    teacher = _with_mode(_as_teacher(teacher, classes, descriptions), mode, batch_options)
     if isinstance(teacher, ProbaTeacher): classes = _check_classes(teacher.classes if classes is None else classes)
     else: classes = _check_classes(classes)
     gold = _gold_labels(gold, len(texts), classes)

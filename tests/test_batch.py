@@ -353,3 +353,41 @@ def test_batch_bodies_follow_the_learned_structured_output_mode(tmp_path):
         srv.reset()
         t.ask(ITEMS[1], schema=Topic)
         assert srv.requests == [body] and key in t.cache
+
+
+def test_pseudo_label_mode_batch_equals_online_with_only_the_probe_online(tmp_path):
+    "pseudo_label(mode='batch'): the chat rows go through /v1/batches, online only the one-text logprob probe; labels as online"
+    from llmkd.pseudolabel import pseudo_label
+    classes, texts = ['sport', 'tech'], ITEMS[:30]
+    with BatchServer(answer) as srv:
+        df = pseudo_label(texts, classes, teacher=teacher(srv, tmp_path/'b'), mode='batch', batch_options={'poll_interval': 0.01}, progress=False)
+        assert len(srv.requests) == 1 and srv.requests[0]['logprobs'] and srv.requests[0]['messages'][-1]['content'].endswith(texts[0])
+        assert sorted(Counter(srv.batch_rows).values()) == [1]*29                  # every other text once, in a batch
+        assert sorted(l['body']['messages'][-1]['content'] for l in uploaded(srv)) == sorted(srv.requests[0]['messages'][-1]['content'].replace(texts[0], t) for t in texts[1:])
+        srv.reset()
+        online = pseudo_label(texts, classes, teacher=teacher(srv, tmp_path/'o'), progress=False)
+        assert len(srv.requests) == 30 and srv.batch_rows == []
+    assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(30)]
+    assert df.drop(columns='answer').equals(online.drop(columns='answer'))
+
+
+def test_pseudo_label_mode_batch_without_probe_and_bad_modes(tmp_path):
+    "confidence='agreement' has no probe: zero online requests; bad modes and an offline teacher with mode='batch' fail before any request"
+    from llmkd.pseudolabel import pseudo_label, EmbeddingTeacher
+    from llmkd.core import InputError
+    votes = lambda b: [answer(b)]*b.get('n', 1)
+    with BatchServer(votes, logprobs=False) as srv:
+        df = pseudo_label(ITEMS[:12], ['sport', 'tech'], teacher=teacher(srv, tmp_path), confidence='agreement', n_samples=3,
+                          mode='batch', batch_options={'poll_interval': 0.01}, progress=False)
+        assert srv.requests == [] and len(srv.batch_rows) == 12 and all(l['body']['n'] == 3 for l in uploaded(srv))
+        assert df.label.tolist() == ['tech' if i % 3 == 0 else 'sport' for i in range(12)] and (df.confidence == 1).all()
+        srv.reset()
+        t = teacher(srv, tmp_path/'x')
+        with pytest.raises(InputError, match="mode must be 'online' or 'batch'"): pseudo_label(ITEMS[:3], ['sport', 'tech'], teacher=t, mode='bulk')
+        with pytest.raises(InputError, match="Unknown batch_options"):
+            pseudo_label(ITEMS[:3], ['sport', 'tech'], teacher=t, mode='batch', batch_options={'poll': 1})
+        with pytest.raises(InputError, match="poll_interval"):
+            pseudo_label(ITEMS[:3], ['sport', 'tech'], teacher=t, mode='batch', batch_options={'poll_interval': -1})
+        with pytest.raises(InputError, match="sends no request"):
+            pseudo_label(ITEMS[:3], ['sport', 'tech'], teacher=EmbeddingTeacher(['sport', 'tech']), mode='batch')
+        assert srv.requests == [] and srv.batch_rows == [] and srv.files == {}
