@@ -11,9 +11,9 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Sequence
 import numpy as np, pandas as pd
-from .core import LLMKDError, InputError, check_texts, check_unique, is_missing
+from .core import LLMKDError, InputError, check_texts, check_unique, check_number, is_missing
 from .pseudolabel import (BBC_TOPICS, bbc_news, embed_texts, EmbeddingTeacher, pseudo_label, pseudo_label_dry_run,
-                               pseudo_label_targets, calibration, MINILM_ID)
+                               pseudo_label_targets, calibration, MINILM_ID, _with_mode)
 
 # %% auto #0
 __all__ = ['LLKD_DEFAULTS', 'distill_data', 'student_model', 'llkd_settings', 'train_student', 'EmptyTensors', 'export_student',
@@ -141,6 +141,7 @@ class DistillReport:
     student_f1:float|None; teacher_f1:float|None; calibration:dict|None; pool_used:float; llkd:dict
     teacher_requests:int; teacher_tokens:int; teacher_cost:float|None; estimate:dict
     student_s_per_1000:float; teacher_s_per_1000:float|None; seconds:float; learner:str; pseudo_labels:str
+    teacher_batch_requests:int=0; teacher_batch_cost:float|None=None # requests answered through the batch API (`--batch`) and their cost
     def to_markdown(self) -> str:
         f = lambda v, p='.3f': 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, p)
         cal = self.calibration or {}
@@ -150,6 +151,7 @@ class DistillReport:
             f"  teacher calibration on the gold rows: accuracy {f(cal.get('accuracy'))}, ECE {f(cal.get('ece'))}, AUROC of confidence for correctness {f(cal.get('auroc'))}",
             f"  LLKD used {self.pool_used:.1%} of the {self.n_pool}-text pool (union of the samples ever selected)",
             f"  teacher: {self.teacher_requests} requests, {self.teacher_tokens} tokens, cost {f(self.teacher_cost, '.4f')} (estimated beforehand: {self.estimate.get('requests')} requests, cost {f(self.estimate.get('cost'), '.4f')})",
+            *([f"  through batches: {self.teacher_batch_requests} requests, cost {f(self.teacher_batch_cost, '.4f')} (estimated {f(self.estimate.get('batch_cost'), '.4f')})"] if self.teacher_batch_requests else []),
             f"  latency per 1,000 texts: student {self.student_s_per_1000:.2f} s, teacher {f(self.teacher_s_per_1000, '.2f')} s",
             f"  {self.seconds:.0f} s in all; student: {self.learner}; pseudo-labels: {self.pseudo_labels}"])
 
@@ -159,8 +161,10 @@ def _is_llm(teacher) -> bool: return hasattr(teacher, 'ask') and hasattr(teacher
 def _estimate(texts, labels, teacher, **kw) -> dict:
     "What labeling `texts` will cost: requests, tokens and cost (nothing for the offline teacher)."
     if not _is_llm(teacher): return dict(requests=0, cache_hits=0, prompt_tokens=0, completion_tokens=0, cost=0.)
+    from llmkd.batch import batch_costs
     u = pseudo_label_dry_run(texts, labels, teacher, **kw)
-    return dict(requests=u.requests, cache_hits=u.cache_hits, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost=u.cost)
+    return dict(requests=u.requests, cache_hits=u.cache_hits, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost=u.cost,
+                batch_cost=None if u.cost is None else batch_costs(u)['batch'])   # the same requests at the batch price
 
 def _latency(fn, texts) -> float:
     "Seconds per 1,000 texts of `fn(texts)`."
@@ -168,15 +172,19 @@ def _latency(fn, texts) -> float:
     return (time.perf_counter() - t0) / len(texts) * 1000
 
 # %% ../nbs/11_distill.ipynb #d1000024
-def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs) -> tuple[pd.DataFrame, float|None]:
-    "Pseudo-labels of every row (cached answers reused), written to `out/pseudo_labels.csv`; seconds per 1,000 paid LLM answers."
+def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs, batch_options=None) -> tuple[pd.DataFrame, float|None, dict]:
+    "Pseudo-labels of every row (cached answers reused) in `out/pseudo_labels.csv`; seconds per 1,000 paid answers; batch requests and cost."
     u0 = teacher.usage.requests if _is_llm(teacher) else 0
     t0 = time.perf_counter()
     kw = dict(max_chars=max_chars, **label_kwargs) if _is_llm(teacher) else {}
-    pl = pseudo_label(df.text.tolist(), labels, teacher, gold=df.gold.tolist(), progress=False, **kw)
-    paid = (teacher.usage.requests - u0) if _is_llm(teacher) else 0
+    bt = _with_mode(teacher, 'batch', batch_options) if batch_options is not None else teacher   # one-text probe online, the rest in batches
+    pl = pseudo_label(df.text.tolist(), labels, bt, gold=df.gold.tolist(), progress=False, **kw)
+    reps = getattr(bt, 'reports', [])
+    nb = sum(r.submitted + r.follow_ups + r.retried_batch for r in reps)
+    costs = [r.usage.cost for r in reps if r.usage.cost is not None]
+    paid = (teacher.usage.requests - u0 + nb) if _is_llm(teacher) else 0
     pl.drop(columns=['probs']).to_csv(out/'pseudo_labels.csv', index=False)
-    return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None)
+    return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None), dict(teacher_batch_requests=nb, teacher_batch_cost=sum(costs) if costs else None)
 
 # %% ../nbs/11_distill.ipynb #d1000025
 def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=None, # CSV path or DataFrame (None: the shipped BBC News); label names or {label: description}
@@ -188,16 +196,20 @@ def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=
             epochs:int=20, bs:int=64, lr:float=3e-3, seed:int=0,
             llkd:dict|None=None, # `llkd_settings` arguments (default `LLKD_DEFAULTS`)
             max_chars:int=1000, # truncate texts for the teacher and the student
+            batch:bool=False, # LLM teacher: label through the endpoint's batch API (`pseudo_label(mode='batch')`); a rerun resumes waiting batches
+            poll_interval:float=5., # with `batch`: first wait between polls of the batches (seconds)
             **label_kwargs): # more `pseudo_label` arguments for an LLM teacher (structured, top_logprobs, max_tokens ...)
     "Label a CSV with `teacher`, train a student with LLKD, write and return a `DistillReport` (a cost estimate with `dry_run`)."
     t_start, out = time.perf_counter(), Path(out)
     df, labels = distill_data(csv, labels, text_col, gold_col)
     classes = list(labels)
     teacher = EmbeddingTeacher(labels, max_chars=max_chars) if isinstance(teacher, str) and teacher == 'embedding' else teacher
+    if batch and not _is_llm(teacher): raise InputError("batch=True (--batch) labels through an LLM endpoint's batch API: use an LLM teacher (--teacher llm)")
+    batch_options = {'poll_interval': check_number(poll_interval, 'poll_interval (seconds)', lo=0)} if batch else None
     est = _estimate(df.text.tolist(), labels, teacher, max_chars=max_chars, **label_kwargs)
     if dry_run: return est
     out.mkdir(parents=True, exist_ok=True)
-    pl, teacher_lat = _pseudo_labels(df, labels, teacher, out, max_chars, label_kwargs)
+    pl, teacher_lat, batch_stats = _pseudo_labels(df, labels, teacher, out, max_chars, label_kwargs, batch_options)
     y_all, conf_all = pseudo_label_targets(pl, classes)
     pool, ev = _split(df.gold, eval_frac, seed)
     X = embed_texts(df.text.tolist(), max_chars=max_chars)
@@ -205,10 +217,10 @@ def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=
     vx, vy = (X[ev], [classes.index(g) for g in df.gold[ev]]) if has_eval else (X[pool[:64]], y_all[pool[:64]])
     kw = llkd_settings(epochs * -(-len(pool) // bs), **{**LLKD_DEFAULTS, **(llkd or {})})
     learn = train_student(X[pool], y_all[pool], conf_all[pool], vx, vy, len(classes), epochs, bs, lr, seed, **kw)
-    return _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start)
+    return _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats)
 
 # %% ../nbs/11_distill.ipynb #d1000026
-def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start) -> DistillReport:
+def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats:dict) -> DistillReport:
     "Evaluate, time, export and write the report."
     from sklearn.metrics import f1_score
     from llmkd.callback.selection import SampleSelector
@@ -230,7 +242,7 @@ def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat
     rep = DistillReport('BBC News (shipped)' if csv is None else str(csv if not isinstance(csv, pd.DataFrame) else 'DataFrame'),
                         len(df), len(pool), len(ev) if has_eval else 0, classes, repr(teacher), pl.confidence_source.value_counts().to_dict(),
                         s_f1, t_f1, cal, used, kw, u.requests if u else 0, u.total_tokens if u else 0, u.cost if u else 0., est,
-                        s_lat, teacher_lat, time.perf_counter() - t_start, str(path), str(out/'pseudo_labels.csv'))
+                        s_lat, teacher_lat, time.perf_counter() - t_start, str(path), str(out/'pseudo_labels.csv'), **batch_stats)
     (out/'report.json').write_text(json.dumps(asdict(rep), indent=1, default=float))
     return rep
 
@@ -251,7 +263,9 @@ def add_distill_parser(subparsers):
     d.add_argument('--price-completion', type=float, default=None, help='USD per 1M completion tokens')
     d.add_argument('--timeout', type=float, default=60.); d.add_argument('--concurrency', type=int, default=8)
     d.add_argument('--max-tokens', type=int, default=None); d.add_argument('--no-structured', action='store_true', help='ask for bare labels (servers without JSON schema)')
-    d.add_argument('--dry-run', action='store_true', help='print the cost estimate and stop; pays nothing')
+    d.add_argument('--dry-run', action='store_true', help='print the cost estimate (online and batch price) and stop; pays nothing')
+    d.add_argument('--batch', action='store_true', help="LLM teacher: label through the endpoint's batch API (/v1/batches: half the price, slower; a rerun resumes)")
+    d.add_argument('--poll-interval', type=float, default=5., help='with --batch: first wait between polls of the batches, in seconds (grows while nothing changes)')
     d.add_argument('--out', default='llmkd_distill', help='output folder (report.json, pseudo_labels.csv, student.pkl)')
     d.add_argument('--epochs', type=int, default=20); d.add_argument('--seed', type=int, default=0)
     d.add_argument('--eval-frac', type=float, default=0.25, help='held-out share when every row has a gold label')
@@ -266,7 +280,11 @@ def run_distill(args):
         prices = {'prompt': args.price_prompt, 'completion': args.price_completion} if args.price_prompt is not None else None
         teacher = Teacher(model=args.model, base_url=args.base_url, timeout=args.timeout, concurrency=args.concurrency, prices=prices)
     kw = {k: v for k, v in dict(max_tokens=args.max_tokens, structured=False if args.no_structured else None).items() if v is not None}
-    res = distill(args.csv, args.labels, args.text_col, args.gold_col, teacher, args.out, args.dry_run, args.eval_frac, args.epochs, seed=args.seed, **kw)
-    if args.dry_run: print(f"estimate: {res['requests']} requests ({res['cache_hits']} cached), {res['prompt_tokens']} prompt + {res['completion_tokens']} completion tokens, cost {res['cost']}")
+    res = distill(args.csv, args.labels, args.text_col, args.gold_col, teacher, args.out, args.dry_run, args.eval_frac, args.epochs, seed=args.seed,
+                  batch=args.batch, poll_interval=args.poll_interval, **kw)
+    if args.dry_run:
+        cost = ('cost unknown (give --price-prompt and --price-completion)' if res['cost'] is None else
+                f"cost ${res['cost']:.4g} online, ${res['batch_cost']:.4g} through batches (--batch)")
+        print(f"estimate: {res['requests']} requests ({res['cache_hits']} cached), {res['prompt_tokens']} prompt + {res['completion_tokens']} completion tokens, {cost}")
     else: print(res.to_markdown())
     return res

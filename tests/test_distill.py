@@ -1,6 +1,7 @@
 """`llmkd distill` through its argparse entry (`add_distill_parser` + `run_distill`): an offline run on a CSV writes a report
 whose numbers follow from the files it wrote; an LLM dry run sends nothing; a resumed run pays only for new texts."""
 import argparse, json
+from collections import Counter
 import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
@@ -74,3 +75,49 @@ def test_bad_csv_is_refused_before_any_request(tmp_path):
         with pytest.raises(InputError, match='at least two'):
             run_distill(parse('--csv', str(tmp_path/'bad.csv'), '--text-col', 'article', '--labels', 'sport', '--out', str(tmp_path/'o')))
         assert len(srv.requests) == 0
+
+
+def _topic(body):
+    t = body['messages'][-1]['content'].lower()
+    return '{"label": "%s"}' % ('sport' if any(w in t for w in ('match', 'win', 'cup', 'coach', 'player')) else 'business')
+
+
+def test_dry_run_prints_online_and_batch_price_and_sends_nothing(tmp_path, capsys, monkeypatch):
+    import re
+    from llmkd.batch import BatchServer
+    monkeypatch.setenv('LLMKD_CACHE_DIR', str(tmp_path/'cache'))
+    csv = tmp_path/'reviews.csv'
+    csv.write_text('text\n"A warm, funny film."\n"Dull and far too long."\n"The cast is superb."\n')
+    args = ('--csv', str(csv), '--labels', 'pos,neg', '--teacher', 'llm', '--model', 'm', '--out', str(tmp_path/'o'), '--dry-run')
+    with BatchServer() as srv:
+        run_distill(parse(*args, '--base-url', srv.base_url, '--price-prompt', '0.15', '--price-completion', '0.6', '--batch'))
+        out = capsys.readouterr().out
+        run_distill(parse(*args, '--base-url', srv.base_url))
+        assert 'cost unknown (give --price-prompt and --price-completion)' in capsys.readouterr().out
+        assert (srv.requests, srv.batch_rows, srv.files) == ([], [], {})
+    m = re.search(r'estimate: 3 requests \(0 cached\), (\d+) prompt \+ (\d+) completion tokens, cost \$(\S+) online, \$(\S+) through batches', out)
+    assert m, out
+    online = (int(m[1])*0.15 + int(m[2])*0.6) / 1e6       # USD per 1M tokens, from the printed token counts
+    assert float(m[3]) == pytest.approx(online, rel=1e-3) and float(m[4]) == pytest.approx(online/2, rel=1e-3)
+
+
+def test_batch_run_labels_through_batches_like_online(csv, tmp_path, monkeypatch):
+    "`--batch` against BatchServer: one online request (the one-text logprob probe), 119 rows in batches, labels as online"
+    from llmkd.batch import BatchServer
+    base = ('--csv', str(csv), '--text-col', 'article', '--gold-col', 'topic', '--labels', 'sport,business', '--teacher', 'llm',
+            '--model', 'test-model', '--epochs', '2', '--price-prompt', '0.15', '--price-completion', '0.6')
+    with BatchServer(_topic) as srv:
+        monkeypatch.setenv('LLMKD_CACHE_DIR', str(tmp_path/'cb'))
+        rep = run_distill(parse(*base, '--base-url', srv.base_url, '--out', str(tmp_path/'b'), '--batch', '--poll-interval', '0.01'))
+        assert len(srv.requests) == 1 and srv.requests[0]['logprobs']
+        assert sorted(Counter(srv.batch_rows).values()) == [1]*119
+        assert (rep.teacher_requests, rep.teacher_batch_requests) == (1, 119) and rep.teacher_batch_cost > 0
+        srv.reset()
+        monkeypatch.setenv('LLMKD_CACHE_DIR', str(tmp_path/'co'))
+        run_distill(parse(*base, '--base-url', srv.base_url, '--out', str(tmp_path/'o')))
+        assert len(srv.requests) == 120 and srv.batch_rows == []
+    assert pd.read_csv(tmp_path/'b'/'pseudo_labels.csv').equals(pd.read_csv(tmp_path/'o'/'pseudo_labels.csv'))
+    with pytest.raises(InputError, match='poll_interval'):
+        run_distill(parse(*base, '--base-url', srv.base_url, '--out', str(tmp_path/'x'), '--batch', '--poll-interval', '-1'))
+    with pytest.raises(InputError, match=r'use an LLM teacher \(--teacher llm\)'):
+        run_distill(parse('--csv', str(csv), '--text-col', 'article', '--labels', 'sport,business', '--out', str(tmp_path/'y'), '--batch'))
