@@ -267,6 +267,12 @@ def lm_collate(items:list, # items from `lm_items`
 # %% ../nbs/06_lm.ipynb #a7e1d004
 class BucketDL(DataLoader):
     "DataLoader of token items whose batches hold items of similar length: shuffled chunks of 50 batches, sorted within."
+    def __init__(self, dataset:list, # token items from `lm_items` (dicts with 'input_ids')
+                 bs:int=64, # batch size
+                 shuffle:bool=False, # shuffle the batches (items still grouped by length); False: all items sorted by length
+                 **kwargs): # other fastai `DataLoader` arguments: create_batch, device, seed, drop_last, ...
+        super().__init__(dataset, bs=bs, shuffle=shuffle, **kwargs)
+
     def get_idxs(self):
         idxs = list(super().get_idxs())
         ln = lambda i: len(self.dataset[i]['input_ids'])
