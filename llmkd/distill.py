@@ -150,7 +150,7 @@ class DistillReport:
             f"  student macro-F1 on {self.n_eval} gold rows: {f(self.student_f1)}   teacher: {f(self.teacher_f1)}",
             f"  teacher calibration on the gold rows: accuracy {f(cal.get('accuracy'))}, ECE {f(cal.get('ece'))}, AUROC of confidence for correctness {f(cal.get('auroc'))}",
             f"  LLKD used {self.pool_used:.1%} of the {self.n_pool}-text pool (union of the samples ever selected)",
-            f"  teacher: {self.teacher_requests} requests, {self.teacher_tokens} tokens, cost {f(self.teacher_cost, '.4f')} (estimated beforehand: {self.estimate.get('requests')} requests, cost {f(self.estimate.get('cost'), '.4f')})",
+            f"  teacher{' online' if self.teacher_batch_requests else ''}: {self.teacher_requests} requests, {self.teacher_tokens} tokens, cost {f(self.teacher_cost, '.4f')} (estimated beforehand: {self.estimate.get('requests')} requests, cost {f(self.estimate.get('cost'), '.4f')})",
             *([f"  through batches: {self.teacher_batch_requests} requests, cost {f(self.teacher_batch_cost, '.4f')} (estimated {f(self.estimate.get('batch_cost'), '.4f')})"] if self.teacher_batch_requests else []),
             f"  latency per 1,000 texts: student {self.student_s_per_1000:.2f} s, teacher {f(self.teacher_s_per_1000, '.2f')} s",
             f"  {self.seconds:.0f} s in all; student: {self.learner}; pseudo-labels: {self.pseudo_labels}"])
