@@ -1,7 +1,11 @@
 """Does LLKD's selection beat its baselines? Students trained on an offline zero-shot teacher's pseudo-labels.
 
 Teacher: `EmbeddingTeacher` (all-MiniLM-L6-v2 cosine similarity to one-sentence label descriptions, offline).
-Student: an MLP over the same frozen MiniLM embeddings (cached on disk by `embed_texts`).
+Student: an MLP over the same frozen MiniLM embeddings (cached on disk by `embed_texts`), or with `--student transformer`
+MiniLM itself fine-tuned (`llmkd.student.transformer_learner`: mean pooling + linear head; all layers at discriminative
+learning rates, or `--train-layers last`: the encoder's last layer and the head) at a reduced size that runs on a
+CPU: `--max-pool`, `--max-test`, `--epochs`, `--max-len` (transformer defaults 400, 200, 2, 128); the transformer
+student is not tuned (the paper's defaults unless `--config`).
 Strategies, all at the same number of epochs: LLKD (`ConfidenceSelector`), all pseudo-labels, fixed confidence
 thresholds 0.7/0.8/0.9, the teacher's top-k% by confidence at LLKD's pool share, a random subset at LLKD's pool share,
 and the gold labels of the pool (the ceiling). Metric: macro-F1 on a gold test split; pool used = union of the
@@ -13,6 +17,8 @@ search, then frozen and run on every set (the other sets are never used for tuni
 
     python benchmarks/llkd_selection.py --out benchmarks/llkd_selection_results   # ~30 min on 2 busy CPU cores
     python benchmarks/llkd_selection.py --quick                                    # smoke run, a minute
+    python benchmarks/llkd_selection.py --student transformer --train-layers last --datasets bbc --seeds 2 --out benchmarks/llkd_selection_transformer
+        # ~1 min a run on 2 busy CPU cores (16 runs); --train-layers all (end to end) took 270-400 s a run here
 
 Results are appended as JSON lines while they come (`<out>.jsonl`), and summarised at the end (`<out>.md`).
 """
@@ -73,17 +79,20 @@ def load(name, max_pool=3000, max_test=1000, max_valid=400, seed=0):
     teacher = EmbeddingTeacher(desc)
     P = teacher.predict_proba(df.text.tolist())
     y = np.array([classes.index(l) for l in df.label])
-    d = {k: dict(x=torch.tensor(X[i]), y=torch.tensor(y[i]), p=P[i]) for k, i in parts.items()}
+    d = {k: dict(x=torch.tensor(X[i]), y=torch.tensor(y[i]), p=P[i], text=df.text.iloc[i].tolist()) for k, i in parts.items()}
     d['classes'] = classes
     return d
 
 # ---------------------------------------------------------------- one training run
+STUDENT = dict(kind='mlp', max_len=128, lr_body=5e-5, lr_head=1e-3, layers='all')  # set by main()
+
 def train(d, strategy, run_seed, epochs=20, bs=64, lr=3e-3, y_train=None, eval_split='test', **sel_kwargs):
     "Macro-F1 on `eval_split` and pool share used by a student trained with `strategy`."
     pool, ev = d['pool'], d[eval_split]
     conf = torch.tensor(pool['p'].max(1), dtype=torch.float32)
     y_ps = torch.tensor(pool['p'].argmax(1)) if y_train is None else y_train
     set_seed(run_seed, reproducible=True)
+    if STUDENT['kind'] == 'transformer': return train_transformer(d, ev, conf, y_ps, strategy, run_seed, epochs, bs, **sel_kwargs)
     dls = selection_dls(pool['x'], y_ps, ev['x'], ev['y'], bs=bs)
     C = len(d['classes'])
     model = nn.Sequential(nn.Linear(pool['x'].shape[1], 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, C))
@@ -94,6 +103,21 @@ def train(d, strategy, run_seed, epochs=20, bs=64, lr=3e-3, y_train=None, eval_s
     with torch.no_grad(): pred = model(ev['x']).argmax(1).numpy()
     sel = next(cb for cb in learn.cbs if isinstance(cb, SampleSelector))
     return float(f1_score(ev['y'].numpy(), pred, average='macro')), float(sel.used.float().mean())
+
+def train_transformer(d, ev, conf, y_ps, strategy, run_seed, epochs, bs, **sel_kwargs):
+    "The MiniLM student fine-tuned end to end (all layers; body, last layer and head at discriminative learning rates)"
+    from llmkd.student import transformer_learner
+    pool = d['pool']
+    # validation during fit: one batch of the eval split (the score below uses all of it)
+    learn = transformer_learner(pool['text'], y_ps.tolist(), ev['text'][:bs], ev['y'][:bs].tolist(), vocab=d['classes'],
+                                max_len=STUDENT['max_len'], bs=bs, seed=run_seed, metrics=None)
+    if STUDENT['layers'] == 'all': learn.unfreeze()
+    else: learn.freeze_to(-2)  # the encoder's last layer and the head
+    learn.llkd(conf, strategy, **sel_kwargs)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, slice(STUDENT['lr_body'], STUDENT['lr_head']))
+    with learn.no_bar(): preds = learn.get_preds(dl=learn.dls.test_dl(ev['text']))[0]
+    sel = next(cb for cb in learn.cbs if isinstance(cb, SampleSelector))
+    return float(f1_score(ev['y'].numpy(), preds.argmax(1).numpy(), average='macro')), float(sel.used.float().mean())
 
 def llkd_kwargs(cfg, steps):
     "ConfidenceSelector arguments of a configuration; momentum from the EMA horizon as a share of all steps."
@@ -141,7 +165,7 @@ def run_dataset(name, d, cfg, seeds, epochs, bs, log):
         r = dict(phase='final', dataset=name, strategy=strategy, seed=s, f1=f1, pool_used=used, **extra); rows.append(r); log(r)
     for s in seeds:
         f1, share = train(d, 'llkd', s, epochs, bs, **llkd_kwargs(cfg, steps)); add('llkd (tuned)', s, f1, share)
-        f1p, sharep = train(d, 'llkd', s, epochs, bs, **llkd_kwargs(PAPER, steps)); add('llkd (paper defaults)', s, f1p, sharep)
+        if cfg != PAPER or STUDENT['kind'] == 'mlp': f1p, sharep = train(d, 'llkd', s, epochs, bs, **llkd_kwargs(PAPER, steps)); add('llkd (paper defaults)', s, f1p, sharep)
         add('all pseudo-labels', s, *train(d, 'all', s, epochs, bs))
         for t in (0.7, 0.8, 0.9): add(f'fixed >= {t}', s, *train(d, 'fixed', s, epochs, bs, threshold=t))
         thr = float(np.quantile(conf, 1 - share)) if share > 0 else 1.0
@@ -170,11 +194,20 @@ def main():
     ap.add_argument('--out', default='benchmarks/llkd_selection_results')
     ap.add_argument('--datasets', default=','.join(DATASETS))
     ap.add_argument('--seeds', type=int, default=5); ap.add_argument('--tune-seeds', type=int, default=2)
-    ap.add_argument('--epochs', type=int, default=15); ap.add_argument('--bs', type=int, default=128)
-    ap.add_argument('--max-pool', type=int, default=1500); ap.add_argument('--passes', type=int, default=1, help='coordinate-search passes')
+    ap.add_argument('--epochs', type=int, default=None, help='default 15 (mlp), 2 (transformer)')
+    ap.add_argument('--bs', type=int, default=None, help='default 128 (mlp), 16 (transformer)')
+    ap.add_argument('--student', choices=['mlp', 'transformer'], default='mlp', help='MLP over frozen embeddings, or MiniLM fine-tuned end to end')
+    ap.add_argument('--max-len', type=int, default=128, help='transformer: tokens per text')
+    ap.add_argument('--train-layers', choices=['all', 'last'], default='all', help="transformer: train every layer, or only the encoder's last layer and the head")
+    ap.add_argument('--max-test', type=int, default=None, help='test texts per dataset: default 1000 (mlp), 200 (transformer)')
+    ap.add_argument('--max-pool', type=int, default=None, help='default 1500 (mlp), 400 (transformer)'); ap.add_argument('--passes', type=int, default=1, help='coordinate-search passes')
     ap.add_argument('--config', default=None, help='JSON of LLKD settings: skip tuning')
     ap.add_argument('--quick', action='store_true', help='smoke run: 2 seeds, 3 epochs, small pools, no tuning')
     a = ap.parse_args()
+    tr = a.student == 'transformer'
+    STUDENT.update(kind=a.student, max_len=a.max_len, layers=a.train_layers)
+    a.epochs = a.epochs or (2 if tr else 15); a.bs = a.bs or (16 if tr else 128)
+    a.max_pool = a.max_pool or (400 if tr else 1500); a.max_test = a.max_test or (200 if tr else 1000)
     torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', '1')))
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     jl = open(f'{out}.jsonl', 'a')
@@ -182,7 +215,7 @@ def main():
     def log(r):
         jl.write(json.dumps({**r, 't': round(time.time() - t0, 1)}) + '\n'); jl.flush()
     names = a.datasets.split(',')
-    sizes = dict(max_pool=300, max_test=200, max_valid=100) if a.quick else dict(max_pool=a.max_pool)
+    sizes = dict(max_pool=300, max_test=200, max_valid=100) if a.quick else dict(max_pool=a.max_pool, max_test=a.max_test)
     data = {n: load(n, **sizes) for n in names}
     teacher = {}
     for n, d in data.items():
@@ -192,13 +225,15 @@ def main():
         log(dict(phase='teacher', dataset=n, **teacher[n]))
     epochs, seeds = (3, [0, 1]) if a.quick else (a.epochs, list(range(a.seeds)))
     if a.config: cfg = json.loads(a.config)
-    elif a.quick or not all(n in data for n in DEV): cfg = dict(PAPER)
+    elif a.quick or tr or not all(n in data for n in DEV): cfg = dict(PAPER)  # the transformer is not tuned: pass --config
     else:
         cfg, sc = tune(data, list(range(100, 100 + a.tune_seeds)), epochs, a.bs, log, a.passes)
         log(dict(phase='chosen', cfg=cfg, valid_f1=sc[1], valid_pool_used=sc[2]))
     rows = [r for n in names for r in run_dataset(n, data[n], cfg, seeds, epochs, a.bs, log)]
     g, out_ = summarise(rows, teacher)
-    md = [f'# LLKD selection benchmark\n\nLLKD settings (tuned on the dev sets {DEV} only): `{json.dumps(cfg)}`; {epochs} epochs, batch {a.bs}, '
+    student = (f'Student: MiniLM fine-tuned ({"all layers" if a.train_layers == "all" else "last encoder layer + head"}, max_len {a.max_len}, lr {STUDENT["lr_body"]}..{STUDENT["lr_head"]}), pool <= {a.max_pool} texts, '
+               f'test <= {a.max_test} texts; small-scale evidence only.' if tr else 'Student: MLP over frozen MiniLM embeddings.')
+    md = [f'# LLKD selection benchmark\n\n{student}\n\nLLKD settings (tuned on the dev sets {DEV} only): `{json.dumps(cfg)}`; {epochs} epochs, batch {a.bs}, '
           f'{len(seeds)} seeds; wall time {time.time()-t0:.0f} s.\n']
     for name, t, verdict, tr in out_:
         md.append(f"\n## {name}{' (development set)' if name in DEV else ''}\n\nTeacher on the test split: macro-F1 {tr['f1']:.3f}, "
