@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from fastcore.basics import store_attr, merge, patch, ifnone
@@ -24,7 +25,7 @@ from .pseudolabel import minilm_path
 
 # %% auto #0
 __all__ = ['load_encoder', 'TransformerClassifier', 'transformer_classifier', 'TextItems', 'TextDL', 'text_dls',
-           'transformer_splitter', 'transformer_learner']
+           'transformer_splitter', 'transformer_learner', 'transformer_predict']
 
 # %% ../nbs/05a_student.ipynb #5a000006
 def load_encoder(path:str|Path|None=None): # model directory; default: `minilm_path()`
@@ -174,3 +175,13 @@ def transformer_learner(texts, labels, valid_texts, valid_labels, # training and
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=transformer_splitter, metrics=metrics, train_bn=False, **kwargs)
     learn.freeze()
     return learn
+
+# %% ../nbs/05a_student.ipynb #5a000031
+def transformer_predict(learn:Learner, texts, # a transformer student (trained or from `load_learner`); texts to classify
+                        bs:int=64): # batch size
+    "DataFrame(label, confidence, probs) of `texts`, the format of `llmkd.distill.predict_texts`"
+    texts = check_texts(texts, 'texts')
+    dl = learn.dls.test_dl(texts, bs=bs)
+    with learn.no_bar(): p = learn.get_preds(dl=dl)[0].float().numpy()
+    vocab = learn.dls.vocab
+    return pd.DataFrame({'label': [vocab[k] for k in p.argmax(1)], 'confidence': p.max(1), 'probs': list(p)})
