@@ -233,7 +233,8 @@ def main():
     g, out_ = summarise(rows, teacher)
     student = (f'Student: MiniLM fine-tuned ({"all layers" if a.train_layers == "all" else "last encoder layer + head"}, max_len {a.max_len}, lr {STUDENT["lr_body"]}..{STUDENT["lr_head"]}), pool <= {a.max_pool} texts, '
                f'test <= {a.max_test} texts; small-scale evidence only.' if tr else 'Student: MLP over frozen MiniLM embeddings.')
-    md = [f'# LLKD selection benchmark\n\n{student}\n\nLLKD settings (tuned on the dev sets {DEV} only): `{json.dumps(cfg)}`; {epochs} epochs, batch {a.bs}, '
+    how = (f'given by --config' if a.config else 'the paper defaults, not tuned: the row "llkd (tuned)" runs them') if tr or a.quick else f'tuned on the dev sets {DEV} only'
+    md = [f'# LLKD selection benchmark\n\n{student}\n\nLLKD settings ({how}): `{json.dumps(cfg)}`; {epochs} epochs, batch {a.bs}, '
           f'{len(seeds)} seeds; wall time {time.time()-t0:.0f} s.\n']
     for name, t, verdict, tr in out_:
         md.append(f"\n## {name}{' (development set)' if name in DEV else ''}\n\nTeacher on the test split: macro-F1 {tr['f1']:.3f}, "

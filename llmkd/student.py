@@ -121,7 +121,9 @@ def create_batch(self:TextDL, b):
     return res if isinstance(b[0], str) else res + (torch.tensor([int(o[1]) for o in b]),)
 
 @patch
-def retain(self:TextDL, res, b): return res
+def retain(self:TextDL, res, b):
+    "The batch as built (no fastai type retention)"
+    return res
 
 @patch
 def decode_batch(self:TextDL, b, max_n=9, full=True):
