@@ -18,7 +18,7 @@ search, then frozen and run on every set (the other sets are never used for tuni
     python benchmarks/llkd_selection.py --out benchmarks/llkd_selection_results   # ~30 min on 2 busy CPU cores
     python benchmarks/llkd_selection.py --quick                                    # smoke run, a minute
     python benchmarks/llkd_selection.py --student transformer --train-layers last --datasets bbc --seeds 2 --out benchmarks/llkd_selection_transformer
-        # ~8 min on 2 CPU cores (16 runs of ~29 s; --max-len 64 --max-pool 300: 11 s); --train-layers all took 270-400 s a run
+        # 1001 s measured on 2 shared CPU cores (--max-len 64 --max-pool 300: 312 s); --train-layers all took 270-400 s a run
 
 Results are appended as JSON lines while they come (`<out>.jsonl`), and summarised at the end (`<out>.md`).
 """
