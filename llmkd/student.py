@@ -48,7 +48,7 @@ class TransformerClassifier(nn.Module):
     "A pretrained encoder, mean (or CLS) pooling over the attention mask, dropout and a linear head"
     def __init__(self, encoder:nn.Module, # transformers encoder returning `last_hidden_state`
                  n_classes:int, # number of classes
-                 tok=None, # its tokenizer (kept for `tokenize`)
+                 tok:object=None, # its tokenizer (kept for `tokenize`)
                  max_len:int=128, # tokens kept per text
                  pool:str='mean', # 'mean' over real tokens, or 'cls' (first token)
                  dropout:float=0.1): # dropout before the head
@@ -92,10 +92,10 @@ class TextItems(list):
 class TextDL(DataLoader):
     "fastai `DataLoader` of texts (or `(text, label)` pairs) tokenized and padded per batch; shuffled batches hold texts of similar length"
     n_inp = 2  # input_ids, attention_mask
-    def __init__(self, dataset=None, # `TextItems` of texts or `(text, label)` pairs
-                 tok=None, # tokenizer
+    def __init__(self, dataset:list|None=None, # `TextItems` of texts or `(text, label)` pairs
+                 tok:object=None, # tokenizer
                  max_len:int=128, # tokens kept per text
-                 vocab=None, # class names (decoding)
+                 vocab:list|None=None, # class names (decoding)
                  bs:int=16, shuffle:bool=False, **kwargs): # other fastai `DataLoader` arguments
         self.tok, self.max_len, self.vocab = tok, max_len, vocab
         super().__init__(TextItems(ifnone(dataset, [])), bs=bs, shuffle=shuffle, **kwargs)
@@ -142,9 +142,9 @@ def _label_ids(labels, vocab, what):
 
 def text_dls(texts, labels, valid_texts, valid_labels, # training and validation texts and labels (class names or ids)
              tok, # tokenizer of the model
-             vocab=None, # class names (default: sorted names in `labels`)
+             vocab:list|None=None, # class names (default: sorted names in `labels`)
              max_len:int=128, bs:int=16, # tokens per text, batch size (validation: 2*bs)
-             shuffle:bool=True, seed:int|None=None, device=None): # shuffle the training texts; its seed; batches' device
+             shuffle:bool=True, seed:int|None=None, device:str|None=None): # shuffle the training texts; its seed; batches' device
     "`DataLoaders` of `TextDL`s: training batches in the `get_idxs` order LLKD reads, validation in the items' order"
     texts, valid_texts = check_texts(texts, 'texts'), check_texts(valid_texts, 'valid_texts')
     if len(texts) != len(labels) or len(valid_texts) != len(valid_labels):
@@ -166,9 +166,9 @@ def transformer_splitter(m:TransformerClassifier):
 
 # %% ../nbs/05a_student.ipynb #5a000023
 def transformer_learner(texts, labels, valid_texts, valid_labels, # training and validation texts and labels (names or ids)
-                        vocab=None, # class names (default: sorted names in `labels`)
-                        path=None, max_len:int=128, pool:str='mean', # encoder directory (default: offline MiniLM), tokens per text, pooling
-                        bs:int=16, seed:int|None=None, device=None, # batch size, shuffling seed, device (default: fastai's)
+                        vocab:list|None=None, # class names (default: sorted names in `labels`)
+                        path:str|None=None, max_len:int=128, pool:str='mean', # encoder directory (default: offline MiniLM), tokens per text, pooling
+                        bs:int=16, seed:int|None=None, device:str|None=None, # batch size, shuffling seed, device (default: fastai's)
                         metrics=accuracy, **kwargs): # metrics; other `Learner` arguments
     "A `Learner` fine-tuning a MiniLM classifier end to end; frozen to the head (`fine_tune` or `unfreeze` + `fit_one_cycle(n, slice(lo, hi))`)"
     enc, tok = load_encoder(path)
