@@ -187,7 +187,7 @@ def from_learner(cls:ProbaTeacher, learn, # a trained fastai Learner
         classes = vocab if isinstance(vocab[0], str) else vocab[-1]  # text dls: [token vocab, label vocab]
     def predict(texts):
         dl = learn.dls.test_dl(featurize(texts) if featurize else texts)
-        return learn.get_preds(dl=dl, **kwargs)[0].float().cpu().numpy()
+        with learn.no_bar(): return learn.get_preds(dl=dl, **kwargs)[0].float().cpu().numpy()  # pseudo_label shows its own bar
     return cls(predict, list(classes))
 
 # %% ../nbs/04_pseudolabel.ipynb #0000001f
