@@ -16,8 +16,8 @@ from .pseudolabel import (BBC_TOPICS, bbc_news, embed_texts, EmbeddingTeacher, p
                                pseudo_label_targets, calibration, MINILM_ID, _with_mode)
 
 # %% auto #0
-__all__ = ['LLKD_DEFAULTS', 'distill_data', 'student_model', 'llkd_settings', 'train_student', 'EmptyTensors', 'export_student',
-           'predict_texts', 'DistillReport', 'distill', 'add_distill_parser', 'run_distill']
+__all__ = ['distill_data', 'student_model', 'llkd_settings', 'train_student', 'EmptyTensors', 'export_student', 'predict_texts',
+           'DistillReport', 'distill', 'add_distill_parser', 'run_distill']
 
 # %% ../nbs/11_distill.ipynb #d1000006
 def _labels(labels) -> dict:
@@ -71,13 +71,11 @@ def student_model(n_in:int, n_classes:int, hidden:int=256, p:float=0.2):
     return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Dropout(p), nn.Linear(hidden, n_classes))
 
 # %% ../nbs/11_distill.ipynb #d1000014
-# chosen on the development sets of benchmarks/llkd_selection.py (BBC News, Rotten Tomatoes): a strict start, unweighted
-LLKD_DEFAULTS = dict(tau_t_init=0.9, tau_s_init=None, horizon=None, warmup=0.1, per_class=True, weighted=False)
-
-def llkd_settings(steps:int, tau_t_init:float|None=None, tau_s_init:float|None=None, horizon:float|None=None, warmup=0.1, per_class=True, weighted=True) -> dict:
-    "`ConfidenceSelector` arguments, passed explicitly; `horizon` sets the EMA momentum as 1 - 1/(horizon*steps) (None: 0.999)."
-    m = 0.999 if horizon is None else 1 - 1/max(1., horizon*steps)
-    return dict(momentum=m, warmup=warmup, tau_t_init=tau_t_init, tau_s_init=tau_s_init, per_class=per_class, weighted=weighted)
+def llkd_settings(steps:int, # optimizer steps of the schedule
+                  horizon:float|None=None, # EMA horizon as a share of the steps: momentum 1 - 1/(horizon*steps) (None: the selector's)
+                  **kwargs) -> dict: # other `ConfidenceSelector` arguments, passed through (unset ones keep its defaults)
+    "`ConfidenceSelector` arguments for a schedule of `steps` optimizer steps"
+    return {**kwargs, **({} if horizon is None else {'momentum': 1 - 1/max(1., horizon*steps)})}
 
 # %% ../nbs/11_distill.ipynb #d1000017
 def train_student(x_pool, y_pool, conf, # pool embeddings (N, d), pseudo-label indices (N,), teacher confidences (N,)
@@ -194,7 +192,7 @@ def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=
             dry_run:bool=False, # only estimate the teacher's cost; pays nothing
             eval_frac:float=0.25, # share held out for evaluation when every row has a gold label
             epochs:int=20, bs:int=64, lr:float=3e-3, seed:int=0,
-            llkd:dict|None=None, # `llkd_settings` arguments (default `LLKD_DEFAULTS`)
+            llkd:dict|None=None, # `llkd_settings` arguments (default: the selector's own)
             max_chars:int=1000, # truncate texts for the teacher and the student
             batch:bool=False, # LLM teacher: label through the endpoint's batch API (`pseudo_label(mode='batch')`); a rerun resumes waiting batches
             poll_interval:float=5., # with `batch`: first wait between polls of the batches (seconds)
@@ -215,7 +213,7 @@ def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=
     X = embed_texts(df.text.tolist(), max_chars=max_chars)
     has_eval = len(ev) > 0 and df.gold.notna().any()
     vx, vy = (X[ev], [classes.index(g) for g in df.gold[ev]]) if has_eval else (X[pool[:64]], y_all[pool[:64]])
-    kw = llkd_settings(epochs * -(-len(pool) // bs), **{**LLKD_DEFAULTS, **(llkd or {})})
+    kw = llkd_settings(epochs * -(-len(pool) // bs), **(llkd or {}))
     learn = train_student(X[pool], y_all[pool], conf_all[pool], vx, vy, len(classes), epochs, bs, lr, seed, **kw)
     return _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats)
 
