@@ -5,6 +5,7 @@
 #   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
 # Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
+#   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds.
 #   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
@@ -33,6 +34,17 @@ from llmkd.tell import AnchorPrompt, tell_dls, tell_learner, general_pairs, RG_T
 if tiny: base, tok = tiny_lm('bytes', seed=0)
 else: base, tok = load_lm(device=dev)
 
+def done_runs(path, key, last):
+    "Keys of the runs a CSV already holds in full (`last(row)` marks a run's final row); partial runs are dropped from the file."
+    if not os.path.exists(path): return set()
+    rows = list(csv.DictReader(open(path)))
+    done = {key(r) for r in rows if last(r)}
+    keep = [r for r in rows if key(r) in done]
+    if len(keep) < len(rows):
+        with open(path, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(keep)
+    return done
+
 def writer(path, fields):
     "Append rows to a CSV as they come (header once)."
     new = not os.path.exists(path)
@@ -45,15 +57,18 @@ def writer(path, fields):
 E = (dict(n_pool=12, n_heldout=6, seeds=(0,), rounds=2, b=3, n_samples=2, max_new_tokens=24, lr=5e-3, epochs=1, lora=False) if tiny else
      dict(n_pool=32, n_heldout=100, seeds=(0,), rounds=4, b=4, n_samples=2, max_new_tokens=80, lr=5e-4, epochs=2, lora=True) if size == 'cpu' else
      dict(n_pool=160, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=8, n_samples=4, max_new_tokens=80, lr=1e-4, epochs=2, lora=False))
+if os.environ.get('LLMKD_SEEDS'): E['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
 if what in ('elad', 'both'):
     teacher = OfflineArithTeacher(max_tokens=80)
     E['budget'] = E['rounds'] * E['b'] * teacher.max_cost     # every strategy may spend the same tokens
     pool, held = make_arith_problems(E['n_pool'], seed=0), make_arith_problems(E['n_heldout'], seed=1)
     fields = ['strategy', 'seed', 'round', 'tokens', 'prompt_tokens', 'requests', 'annotated', 'failed', 'accuracy', 'step_accuracy',
               'seconds', 'machine', 'settings']
+    done = done_runs(f'{out}/elad_evidence.csv', lambda r: (r['strategy'], int(r['seed'])), lambda r: int(r['round']) == E['rounds'])
     write = writer(f'{out}/elad_evidence.csv', fields)
     for seed in E['seeds']:
         for sel in [ELADSelection(), RandomSelection(), DisagreementSelection(), LeastConfidenceSelection()]:
+            if (sel.name, seed) in done: print(f'ELAD {sel.name} seed {seed}: already in the CSV', flush=True); continue
             torch.manual_seed(seed)
             stu = LMStudent(copy.deepcopy(base), tok, max_new_tokens=E['max_new_tokens'], answer_tokens=6, lr=E['lr'], epochs=E['epochs'],
                             lora=E['lora'], bs=256 if dev == 'cuda' else 32, train_bs=16, seed=seed)
@@ -90,7 +105,9 @@ T = (dict(sizes=(2, 4), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=
           max_len=128, ft_epochs=2, general_kw=dict(max_chars=80, rg_names=('basic_arithmetic', 'chain_sum'))) if tiny else
      dict(sizes=(10,) if size == 'cpu' else (10, 30), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0,) if size == 'cpu' else (0, 1, 2),
           n_eval=100, lr=2e-4, lora=True, bs=16, max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
+if os.environ.get('LLMKD_SEEDS'): T['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
 if what in ('tell', 'both'):
+    done = done_runs(f'{out}/tell_evidence.csv', lambda r: (r['method'], int(r['n_task']), int(r['seed'])), lambda r: True)
     write = writer(f'{out}/tell_evidence.csv', ['method', 'n_task', 'seed', 'format_valid', 'accuracy', 'steps', 'seconds', 'example', 'machine', 'settings'])
     for seed in T['seeds']:
         ratio = max(int(m.split()[1]) for m in T['methods'] if m.startswith('TELL'))
@@ -99,6 +116,7 @@ if what in ('tell', 'both'):
         evalset = date_pairs(T['n_eval'], seed+1000, exclude=[q for q, _ in date_pairs(10*max(T['sizes']), seed)])
         for n in T['sizes']:
             for m in T['methods']:
+                if (m, n, seed) in done: print(f'TELL {m} n={n} seed {seed}: already in the CSV', flush=True); continue
                 t0 = time.time(); torch.manual_seed(seed); model = copy.deepcopy(base)
                 if m.startswith('TELL'):
                     dls = tell_dls(tok, anchor, date_pairs(n, seed), general, ratio=int(m.split()[1]), seed=seed, bs=T['bs'], max_len=T['max_len'], device=dev)
