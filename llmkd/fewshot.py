@@ -23,15 +23,15 @@ from .core import InputError
 from .priors import AttributionPrior, category_levels, dummy_name
 from .callback.attribution import (AttributionRegularizer, StackedLinear, StackedMLP, mean_input_gradient,
                                    penalty_from_output, transform_prior)
+from .small import FullBatch, SmallLearner, stacked_bce, torch_adam, fit_small  # also importable from here
 from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, PIMA_DESCRIPTIONS, DATASETS,
                         skewed, pima_skewed)  # also importable from here
 
 # %% auto #0
-__all__ = ['torch_adam', 'GAMMA_GRID', 'METHOD_ORDER', 'sample_shots', 'fewshot_splits', 'scale_by_shots', 'flip_prior',
-           'FullBatch', 'SmallLearner', 'stacked_bce', 'fit_small', 'stacked_student', 'fit_stacked', 'stacked_predict',
-           'stacked_attributions', 'auc_se', 'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr',
-           'encode_frame', 'run_fewshot', 'summarize', 'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots',
-           'plot_attributions', 'max_shots', 'fewshot_demo']
+__all__ = ['GAMMA_GRID', 'METHOD_ORDER', 'sample_shots', 'fewshot_splits', 'scale_by_shots', 'flip_prior', 'stacked_student',
+           'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_se', 'cv_folds', 'prior_target',
+           'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize', 'laat_gain', 'auto_vs_parts',
+           'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots', 'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -91,58 +91,6 @@ def flip_prior(prior:AttributionPrior) -> AttributionPrior:
     est = prior.estimates * np.where(flip, -1., 1.)[None, :, None]
     prov = {**prior.provenance, 'flipped': 'signs flipped on every other feature by |score| (a deliberately wrong prior)'}
     return AttributionPrior(prior.features, prior.classes, est, provenance=prov)
-
-# %% ../nbs/09_fewshot.ipynb #1ee0197c
-class FullBatch:
-    "Minimal DataLoaders for full-batch training: `train` is the one batch `(x, y)`, `valid` is empty."
-    def __init__(self, x:torch.Tensor, y:torch.Tensor): self.train, self.valid, self.device, self.n_inp = [(x, y)], [], x.device, 1
-    def __getitem__(self, i): return (self.train, self.valid)[i]
-
-class SmallLearner(Learner):
-    "A `Learner` for tiny fits: events reach only the callbacks that handle them; no validation pass on an empty `valid`."
-    def __init__(self, dls, model:nn.Module, # a `FullBatch` (or any DataLoaders) and the model
-                 metrics:list|None=None, **kwargs): # as in `Learner`, whose other arguments pass through
-        super().__init__(dls, model, metrics=metrics, **kwargs)
-    def _handlers(self, event_name):
-        if self.__dict__.get('_h') is None:   # built on first use, dropped whenever the callbacks change
-            cbs = self.cbs.sorted('order')
-            self._h = {e: [cb for cb in cbs if callable(getattr(type(cb), e, None))] for e in dir(event) if not e.startswith('_')}
-        return self._h[event_name]
-    def add_cb(self, cb): self._h = None; return super().add_cb(cb)
-    def remove_cb(self, cb): self._h = None; return super().remove_cb(cb)
-    def _set_device(self, b): return b if b[0].device == next(self.model.parameters()).device else super()._set_device(b)
-    def _call_one(self, event_name):
-        inner = event_name in _inner_loop
-        for cb in self._handlers(event_name):
-            if cb.run and (not inner or (cb.run_train if self.training else cb.run_valid)): getattr(cb, event_name)()
-        if event_name == 'after_fit':
-            for cb in self.cbs: cb.run = True
-    def __call__(self, event_name):
-        for e in ([event_name] if isinstance(event_name, str) else event_name): self._call_one(e)
-    def _do_epoch(self):
-        self._do_epoch_train()
-        if len(self.dls.valid): self._do_epoch_validate()
-
-# %% ../nbs/09_fewshot.ipynb #a54b5490
-def stacked_bce(pred, y):
-    "Sum over repetitions of each one's mean binary cross-entropy with logits: pred (R, N, 1) or (R, N), y (R, N); or one model's (N,)."
-    return F.binary_cross_entropy_with_logits(pred.reshape(y.shape), y.float(), reduction='none').mean(-1).sum()
-
-torch_adam = partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0.)  # torch.optim.Adam's defaults, as the paper
-
-def fit_small(model:nn.Module, x:torch.Tensor, y:torch.Tensor, # model, inputs (N, F) or (R, N, F), 0/1 targets (N,) or (R, N)
-              prior:AttributionPrior|dict|pd.Series|np.ndarray|None=None, # `AttributionPrior`, dict, Series or scores (F,): adds the LAAT penalty; None: plain training
-              epochs:int=200, lr:float=1e-2, gamma:float=100.,
-              features:list|None=None, # input feature names (checked against the prior's)
-              loss_func=stacked_bce, cbs:list|None=None, # extra callbacks
-              **laat_kwargs # passed to `AttributionRegularizer` (transform, method, gamma_decay)
-             ) -> SmallLearner:
-    "Fit `model` full batch on `(x, y)` with Adam through a `SmallLearner` (with `AttributionRegularizer` if `prior`)."
-    cbs = [TrainEvalCallback()] + list(L(cbs))
-    if prior is not None: cbs.append(AttributionRegularizer(prior, gamma=gamma, features=features, **laat_kwargs))
-    learn = SmallLearner(FullBatch(x, y), model, loss_func=loss_func, opt_func=torch_adam, lr=lr, cbs=cbs, default_cbs=False)
-    learn.fit(epochs)
-    return learn
 
 # %% ../nbs/09_fewshot.ipynb #44030799
 def stacked_student(arch:str, reps:int, n_in:int, hidden:int=100) -> nn.Module:
