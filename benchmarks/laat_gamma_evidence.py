@@ -1,13 +1,15 @@
 """Evidence for `gamma='auto'`: test AUC of LAAT at every gamma of the grid and the out-of-fold AUC that
 `choose_gamma` sees, per dataset, shot count and repetition, with the shipped prior and with it flipped on half
-its features. Any selection rule can then be scored offline (see the laat_few_shot tutorial).
+its features. The candidate gamma = inf is the prior alone (its test AUC is the prior-alone row, its out-of-fold AUC
+the prior's score on the held-out folds). Any selection rule, per repetition or pooled over the repetitions of a
+cell, can then be scored offline (see the laat_few_shot tutorial).
 
     python benchmarks/laat_gamma_evidence.py OUT.csv [--datasets pima ...] [--archs lr] [--reps 10]
 """
 import argparse, time, warnings
 import numpy as np, pandas as pd, torch
 from llmkd.data import load_dataset, shipped_prior
-from llmkd.fewshot import GAMMA_GRID, choose_gamma, fewshot_splits, flip_prior, run_fewshot, scale_by_shots
+from llmkd.fewshot import AUTO_GRID, GAMMA_GRID, choose_gamma, fewshot_splits, flip_prior, run_fewshot, scale_by_shots
 
 def evidence(name, prior_kind, k, arch, reps, seed=0):
     ds = load_dataset(name); prior = shipped_prior(name)
@@ -22,10 +24,10 @@ def evidence(name, prior_kind, k, arch, reps, seed=0):
     n_pos = int(np.minimum(y[tr].sum(1), 2000).min()); n_neg = int(np.minimum((1 - y[tr]).sum(1), 2000).min())
     out = []
     for r in range(reps):
-        for g in GAMMA_GRID:
-            out.append(dict(dataset=name, prior=prior_kind, shots=k, arch=arch, rep=r, gamma=g, test_auc=test.loc[r, g],
-                            cv_auc=cv.loc[r, g], prior_alone=res[(res.method == 'prior alone') & (res.rep == r)].auc.item(),
-                            n_pos=n_pos, n_neg=n_neg))
+        alone = res[(res.method == 'prior alone') & (res.rep == r)].auc.item()
+        for g in AUTO_GRID:
+            out.append(dict(dataset=name, prior=prior_kind, shots=k, arch=arch, rep=r, gamma=g, test_auc=alone if np.isinf(g) else test.loc[r, g],
+                            cv_auc=cv.loc[r, g], prior_alone=alone, n_pos=n_pos, n_neg=n_neg))
     return out
 
 if __name__ == '__main__':

@@ -28,10 +28,11 @@ from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, P
                         skewed, pima_skewed)  # also importable from here
 
 # %% auto #0
-__all__ = ['GAMMA_GRID', 'METHOD_ORDER', 'sample_shots', 'fewshot_splits', 'scale_by_shots', 'flip_prior', 'stacked_student',
-           'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_se', 'cv_folds', 'prior_target',
-           'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize', 'laat_gain', 'auto_vs_parts',
-           'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots', 'fewshot_demo']
+__all__ = ['GAMMA_GRID', 'AUTO_GRID', 'METHOD_ORDER', 'AUTO_NAMES', 'sample_shots', 'fewshot_splits', 'scale_by_shots',
+           'flip_prior', 'stacked_student', 'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_se',
+           'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize',
+           'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots',
+           'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -135,6 +136,7 @@ def stacked_attributions(model:nn.Module|Learner, x:torch.Tensor) -> np.ndarray:
 
 # %% ../nbs/09_fewshot.ipynb #067a5bc7
 GAMMA_GRID = (0., 1., 3., 10., 30., 100., 1000.)
+AUTO_GRID = GAMMA_GRID + (np.inf,)  # `gamma='auto'`'s candidates: inf is the prior alone (x @ t, no training)
 
 def auc_se(auc:float, n_pos:int, n_neg:int) -> float:
     "Hanley and McNeil's (1982) standard error of a ROC-AUC from `n_pos` positive and `n_neg` negative rows."
@@ -164,19 +166,20 @@ def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed):
     return model
 
 def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed) -> np.ndarray:
-    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n)."
-    R, n, G = x.shape[0], x.shape[1], len(gammas)
+    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n); gamma inf: the prior's score, no fit."
+    R, n, fin = x.shape[0], x.shape[1], np.isfinite(gammas); G = int(fin.sum())
     va = np.stack([cv_folds(y[r].numpy(), folds, seed + r) for r in range(R)])            # (R, K, h)
     tr = np.stack([[np.setdiff1d(np.arange(n), f) for f in v] for v in va])               # (R, K, n - h)
     ri, tr, va = torch.arange(R)[:, None, None], torch.as_tensor(tr), torch.as_tensor(va)
-    xt, yt = x[ri, tr], y[ri, tr]                                                        # (R, K, n-h, F)
-    xt = xt[:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2); yt = yt[:, :, None].expand(-1, -1, G, -1).flatten(0, 2)
-    gam = torch.as_tensor(gammas).repeat(R*folds)
-    model = _fit_grid(xt, yt, target, gam, arch, epochs, lr, hidden, seed)
-    xv = x[ri, va][:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2)                   # (R*K*G, h, F)
-    pv = stacked_predict(model, xv).reshape(R, folds, G, -1).transpose(0, 2, 1, 3).reshape(R, G, -1)
-    yv = y[ri, va].reshape(R, -1).numpy()
-    return np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(G)] for r in range(R)])
+    xv, yv = x[ri, va], y[ri, va].reshape(R, -1).numpy()                                 # (R, K, h, F), (R, K*h)
+    pv = np.zeros((R, len(gammas), yv.shape[1]), np.float32)
+    if G:
+        xt = x[ri, tr][:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2); yt = y[ri, tr][:, :, None].expand(-1, -1, G, -1).flatten(0, 2)
+        model = _fit_grid(xt, yt, target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed)
+        out = stacked_predict(model, xv[:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2))   # (R*K*G, h)
+        pv[:, fin] = out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3).reshape(R, G, -1)
+    pv[:, ~fin] = (xv.reshape(R, -1, x.shape[-1]) @ target)[:, None, :, 0].numpy()
+    return np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(len(gammas))] for r in range(R)])
 
 # %% ../nbs/09_fewshot.ipynb #71f16f95
 def _subsample(x, y, n:int, seed:int) -> tuple:
@@ -188,6 +191,12 @@ def _one_se(auc:np.ndarray, gs:np.ndarray, held:np.ndarray, se:float) -> np.ndar
     "Per repetition, the largest gamma of `gs` whose AUC (R, G) is within `se` of its own standard errors of the best; held = (negatives, positives) held out."
     tol = se*np.vectorize(lambda a: auc_se(a, held[1], held[0]))(auc)
     return gs[[np.flatnonzero(a >= a.max() - t - 1e-12).max() for a,t in zip(auc, tol)]]
+
+def _pooled_one_se(auc:np.ndarray, gs:np.ndarray, se:float) -> float:
+    "One gamma for all repetitions: the largest of `gs` whose mean AUC (over the rows of `auc` (R, G)) is within `se` standard errors of the best, the error that of the paired differences to the best."
+    m = auc.mean(0); b = int(m.argmax())
+    tol = se*(auc - auc[:, [b]]).std(0, ddof=1)/np.sqrt(len(auc))
+    return float(gs[np.flatnonzero(m >= m[b] - tol - 1e-12).max()])
 
 # %% ../nbs/09_fewshot.ipynb #2d7746c1
 def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, or scores (F,) in input order
@@ -205,39 +214,45 @@ def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, o
     return transform_prior(s, transform)
 
 # %% ../nbs/09_fewshot.ipynb #f808fd4c
-# over 30 lines: 13 of them are the documented signature (docments)
+# over 30 lines: 15 of them are the documented signature (docments)
 def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  y, # 0/1 labels (N,) or (R, N)
                  prior, # `AttributionPrior`, dict, Series or scores (F,)
                  features:list|None=None, # input names in order (to match a named prior)
                  arch:str='lr', # student: 'lr' or 'mlp'
-                 gammas=GAMMA_GRID, # candidates; the largest is the fallback without enough rows
+                 gammas=AUTO_GRID, # candidates (np.inf: the prior alone); the largest is the fallback without enough rows
                  folds:int=5, # at most this many folds (fewer when a class has fewer rows)
                  min_rows:int=3, # rows per class needed to cross-validate
                  se:float=1., # how many standard errors below the best AUC a larger gamma may score
+                 pool:bool=True, # R > 1: one gamma for all repetitions from their mean out-of-fold AUC; False: one per repetition
                  max_rows:int=2000, # cross-validate on a random subset of this many rows when there are more
                  epochs:int=200, lr:float=1e-2, hidden:int=100, seed:int=0, transform:str='signed_exp',
-                 return_cv:bool=False # also return the out-of-fold AUC of every gamma (DataFrame, repetitions x gammas)
+                 return_cv:bool=False, # also return the out-of-fold AUC of every gamma (DataFrame, repetitions x gammas)
+                 cv:pd.DataFrame|None=None # out-of-fold AUCs from an earlier `return_cv=True` call on the same shots: apply the rule without refitting
                 ):
-    "LAAT's gamma by cross-validation on the shots: the largest gamma whose out-of-fold AUC is within `se` of its standard errors of the best."
+    "LAAT's gamma by cross-validation on the shots: the largest gamma whose out-of-fold AUC is within `se` standard errors of the best."
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     single = x.dim() == 2
     if single: x, y = x[None], y[None]
     gs, target = np.sort(np.asarray(gammas, float)), prior_target(prior, features, transform)
+    kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, max_rows=max_rows, epochs=epochs,
+              lr=lr, hidden=hidden, transform=transform, return_cv=True)
     if len(x) > 1 and (x == x[:1]).all() and (y == y[:1]).all():   # the same rows in every repetition ('all'): one CV
-        c, cv = choose_gamma(x[0], y[0], prior, features, arch, gs, folds, min_rows, se, max_rows, epochs, lr, hidden, seed, transform, True)
-        cv = pd.concat([cv]*len(x), ignore_index=True).rename_axis(index='rep')
-        return (np.full(len(x), c), cv) if return_cv else np.full(len(x), c)
+        c, a = choose_gamma(x[0], y[0], prior, seed=seed, cv=None if cv is None else cv.iloc[:1], **kw)
+        a = pd.concat([a]*len(x), ignore_index=True).rename_axis(index='rep')
+        return (np.full(len(x), c), a) if return_cv else np.full(len(x), c)
     if x.shape[1] > max_rows: x, y = _subsample(x, y, max_rows, seed)
     counts = np.stack([np.bincount(r.long().numpy(), minlength=2) for r in y])
     if counts.min() < min_rows: chosen, auc = np.full(len(x), gs[-1]), np.full((len(x), len(gs)), np.nan)
-    elif (counts != counts[0]).any():  # repetitions with different class counts: one at a time
-        res = [choose_gamma(x[r], y[r], prior, features, arch, gs, folds, min_rows, se, max_rows, epochs, lr, hidden, seed + r, transform, True) for r in range(len(x))]
-        chosen, auc = np.array([c for c,_ in res]), np.concatenate([a.to_numpy() for _,a in res])
     else:
-        K = min(folds, int(counts.min()))
-        auc = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed)
-        chosen = _one_se(auc, gs, counts[0]//K*K, se)
+        if (counts != counts[0]).any():  # repetitions with different class counts: one at a time
+            res = [choose_gamma(x[r], y[r], prior, seed=seed + r, cv=None if cv is None else cv.iloc[[r]], **kw) for r in range(len(x))]
+            chosen, auc = np.array([c for c,_ in res]), np.concatenate([a.to_numpy() for _,a in res])
+        else:
+            K = min(folds, int(counts.min()))
+            auc = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed) if cv is None else cv[gs].to_numpy()
+            chosen = _one_se(auc, gs, counts[0]//K*K, se)
+        if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, se))
     out = float(chosen[0]) if single else chosen
     return (out, pd.DataFrame(auc, columns=gs).rename_axis(index='rep', columns='gamma')) if return_cv else out
 
@@ -287,11 +302,15 @@ def _substack(model:nn.Module, idx) -> nn.Module:
     return m
 
 def _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **kw) -> tuple:
-    "Test logits (R, M) and attributions of R students started from one stacked init, each trained with its gamma `gam[r]`."
+    "Test logits (R, M) and attributions of R students started from one stacked init, each trained with its gamma `gam[r]` (inf: the prior's score)."
     torch.manual_seed(seed); init = stacked_student(arch, x.shape[0], x.shape[-1])
     out, att = np.zeros(xt.shape[:2], np.float32), np.zeros(x.shape[::2], np.float32)
     for g in np.unique(gam):
         i = np.flatnonzero(gam == g)
+        if np.isinf(g):
+            t = prior_target(prior, feats, kw.get('transform', 'signed_exp'))[:, 0].numpy()
+            out[i], att[i] = xt[i] @ t, t
+            continue
         learn = fit_stacked(x[i], y[i], arch, prior if g > 0 else None, feats, epochs, lr, float(g), model=_substack(init, i), **kw)
         out[i] = stacked_predict(learn, xt[i])
         if keep: att[i] = stacked_attributions(learn.model, x[i])
@@ -299,6 +318,7 @@ def _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **k
 
 # %% ../nbs/09_fewshot.ipynb #955ba4dd
 METHOD_ORDER = ['LR', 'LR + LAAT', 'LR + LAAT auto', 'MLP', 'MLP + LAAT', 'MLP + LAAT auto', 'sklearn LR (grid)', 'prior alone']
+AUTO_NAMES = {'auto': 'LAAT auto', 'auto-rep': 'LAAT auto (per repetition)'}  # 'auto': one gamma per shot count (pooled); 'auto-rep': one per repetition
 
 def _rows(name, k, method, model, laat, gam, fit_s, logits, yt) -> list:
     return [dict(dataset=name, shots=k, method=method, model=model, laat=laat, gamma=float(g), fit_s=fit_s, rep=r,
@@ -306,13 +326,16 @@ def _rows(name, k, method, model, laat, gam, fit_s, logits, yt) -> list:
             for r,(l,t,g) in enumerate(zip(logits, yt, gam))]
 
 def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, **kw) -> tuple:
-    "Rows for one student: without LAAT, then with each gamma ('auto': chosen per repetition); attributions by method."
-    R, rows, att, A = len(x), [], {}, arch.upper()
+    "Rows for one student: without LAAT, then with each gamma ('auto', 'auto-rep': `choose_gamma`, one CV for both); attributions by method."
+    R, rows, att, A, cv = len(x), [], {}, arch.upper(), None
     for g in [0.] + (list(gammas) if prior is not None else []):
         t0 = time.perf_counter()
-        gam = choose_gamma(x, y, prior, feats, arch, epochs=epochs, lr=lr, seed=seed) if g == 'auto' else np.full(R, float(g))
+        if g in AUTO_NAMES:
+            gam, cv = choose_gamma(x, y, prior, feats, arch, pool=g == 'auto', epochs=epochs, lr=lr, seed=seed, return_cv=True, cv=cv,
+                                   transform=kw.get('transform', 'signed_exp'))
+        else: gam = np.full(R, float(g))
         logits, a = _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **kw)
-        meth = A if g == 0. else f"{A} + LAAT auto" if g == 'auto' else f"{A} + LAAT" if sum(v != 'auto' for v in gammas) == 1 else f"{A} + LAAT (gamma {g:g})"
+        meth = A if g == 0. else f"{A} + {AUTO_NAMES[g]}" if g in AUTO_NAMES else f"{A} + LAAT" if sum(v not in AUTO_NAMES for v in gammas) == 1 else f"{A} + LAAT (gamma {g:g})"
         rows += _rows(name, k, meth, A, g != 0., gam, (time.perf_counter() - t0)/R, logits, yt); att[meth] = a
     return rows, att
 
@@ -336,7 +359,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
                 shots=(1, 5, 10), # rows per class (ints, or 'all': every non-test row)
                 reps:int=20, # repetitions per shot count, fitted together
                 archs=('lr', 'mlp'), # students
-                gamma=100., # LAAT weight: a number (paper: 100), 'auto' (`choose_gamma` per repetition), or a list of them
+                gamma=100., # LAAT weight: a number (paper: 100), 'auto' (`choose_gamma`, one gamma per shot count), 'auto-rep' (one per repetition), or a list of them
                 test:str|np.ndarray|None=None, # None: the dataset's fixed split (a DataFrame: 'rest'); 'rest': every non-shot row (the paper); or a boolean mask
                 shot_idx:np.ndarray|None=None, # given shot rows (reps, n) instead of drawing them (then `shots` is ignored)
                 target:str|None=None, positive_class:str|int|None=None, # DataFrame input: target column and the class LAAT scores (default: last sorted)
@@ -391,20 +414,21 @@ def auto_vs_parts(res:pd.DataFrame, model:str='LR', metric:str='auc') -> pd.Data
     "Mean `metric` of LAAT auto, the prior alone, data-only and LAAT at fixed gamma per dataset and shots; LAAT auto minus the better part."
     m = summarize(res, metric, fmt=False)
     out = pd.DataFrame({'prior alone': m['prior alone'], 'data only': m[model]}, index=m.index)
-    for c in [f'{model} + LAAT', f'{model} + LAAT auto', f'{model} + LAAT auto (flipped prior)']:
+    for c in [f'{model} + LAAT'] + [f'{model} + {a}{s}' for a in AUTO_NAMES.values() for s in ('', ' (flipped prior)')]:
         if c in m: out[c.replace(f'{model} + ', '')] = m[c]
     out['best part'] = out[['prior alone', 'data only']].max(axis=1)
     out['vs_best'] = out['LAAT auto'] - out['best part']
     if 'LAAT auto (flipped prior)' in out: out['flipped_vs_data'] = out['LAAT auto (flipped prior)'] - out['data only']
+    if 'LAAT auto (per repetition)' in out: out['per_rep_vs_best'] = out['LAAT auto (per repetition)'] - out['best part']
     g = res[res.method == f'{model} + LAAT auto'].groupby(['dataset', 'shots'], sort=False).gamma
-    out['median gamma'] = g.median()
+    out['median gamma'] = g.median()  # inf: the prior alone
     return out
 
 # %% ../nbs/09_fewshot.ipynb #d3f5071b
 def crossover(ds, # a `TabularDataset` (or anything `run_fewshot` takes, with `prior` given)
               prior='shipped', # the prior; also run flipped on half its features (`flip_prior`) when `flipped`
               shots=(1, 5, 10, 25, 50, 'all'), reps:int=20, archs=('lr', 'mlp'),
-              flipped:bool=True, # add LAAT auto with the flipped prior
+              flipped:bool=True, # add LAAT auto (each 'auto' of `gamma`) with the flipped prior
               gamma=(100., 'auto'), # the LAAT rows: numbers and/or 'auto'
               **kwargs # passed to `run_fewshot` (epochs, lr, seed, test, ...)
              ) -> pd.DataFrame:
@@ -412,7 +436,8 @@ def crossover(ds, # a `TabularDataset` (or anything `run_fewshot` takes, with `p
     if isinstance(prior, str) and prior == 'shipped': prior = shipped_prior(ds.name)
     res = [run_fewshot(ds, prior, shots, reps, archs, gamma=gamma, prior_alone=True, **kwargs)]
     if flipped:
-        f = run_fewshot(ds, flip_prior(prior), shots, reps, archs, gamma='auto', **{**kwargs, 'sklearn': False})
+        autos = [g for g in ([gamma] if isinstance(gamma, (int, float, str)) else gamma) if g in AUTO_NAMES] or ['auto']
+        f = run_fewshot(ds, flip_prior(prior), shots, reps, archs, gamma=autos, **{**kwargs, 'sklearn': False})
         res.append(f[f.laat].assign(method=lambda d: d.method + ' (flipped prior)'))
     return pd.concat(res, ignore_index=True)
 
