@@ -676,7 +676,7 @@ class BatchTeacher:
                  online_below:int=0, # a `map` of at most this many items goes online (1: `pseudo_label`'s one-text probe does not wait a batch)
                  **batch_kwargs): # `prefill_batch` options: retry, poll_interval, timeout, max_requests, ...
         check_number(online_below, 'online_below', lo=0, integer=True)
-        self.teacher, self.online_below, self.batch_kwargs, self.reports = teacher, online_below, batch_kwargs, []
+        self.teacher, self.online_below, self.batch_kwargs, self.reports, self._since = teacher, online_below, batch_kwargs, [], 0
 
     def map(self, items, progress:bool=True, return_exceptions:bool=False, **kwargs) -> list:
         "`Teacher.map` after the answers were put in the cache through batches; raises if batches are still running"
@@ -687,7 +687,22 @@ class BatchTeacher:
                                          'run again later to resume polling; nothing will be submitted twice')
         return self.teacher.map(items, progress=progress, return_exceptions=return_exceptions, **kwargs)
 
+    def teach(self, items:list, **kwargs) -> list: return self.map(items, **kwargs)   # the teacher protocol's name for `map`
+
     def __getattr__(self, name):
         if name == 'teacher': raise AttributeError(name)   # not yet set (copy, unpickling)
         return getattr(self.teacher, name)
     def __repr__(self): return f'BatchTeacher({self.teacher!r})'
+
+# %% ../nbs/01a_batch.ipynb #b0eb2f63
+def _batch_usage(rep:BatchReport) -> Usage: return Usage(requests=rep.submitted + rep.follow_ups + rep.retried_batch) + rep.usage
+
+@patch(as_prop=True)
+def usage(self:BatchTeacher) -> Usage:
+    "The wrapped teacher's online `usage` plus the requests sent through batches since `reset_usage` (tokens, cost at the batch price)"
+    return self.teacher.usage + sum((_batch_usage(r) for r in self.reports[self._since:]), Usage())
+
+@patch
+def reset_usage(self:BatchTeacher):
+    "Start the online and the batch totals again from zero"
+    self.teacher.reset_usage(); self._since = len(self.reports)

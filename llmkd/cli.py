@@ -11,7 +11,54 @@ from pathlib import Path
 import pandas as pd
 
 # %% auto #0
-__all__ = ['make_parser', 'run_demo', 'run_priors', 'cli_message', 'main']
+__all__ = ['COMMANDS', 'add_command', 'add_teacher_options', 'teacher_from_args', 'make_parser', 'run_demo', 'run_priors',
+           'cli_message', 'main']
+
+# %% ../nbs/10_cli.ipynb #999411ee
+COMMANDS = {   # name: (the line `llmkd -h` shows, the description `llmkd NAME -h` shows)
+    'demo': ('LAAT few-shot comparison on offline data with the shipped (hand-written) priors',
+             'Data-only LR and MLP, the prior alone, LAAT at gamma 100 and with gamma chosen by cross-validation on the shots '
+             "('auto'), and LAAT auto with a prior flipped on half its features; prints the ROC-AUC tables and writes the AUC-vs-shots plot."),
+    'priors': ('elicit a LAAT prior for a CSV from an OpenAI-compatible endpoint',
+               'Ask an LLM to score every feature of CSV (one-hot dummies included) for the positive class, averaging '
+               '--n-estimates answers; writes the prior as JSON. API key: env OPENAI_API_KEY.'),
+    'distill': ('label a CSV with a teacher, train a small student with LLKD, report and export it',
+                'Pseudo-label a CSV with an LLM endpoint (or the offline zero-shot teacher), train an MLP over MiniLM embeddings with '
+                'LLKD selection, compare it with the teacher on the gold rows, export it. Without --csv: the shipped BBC News, '
+                'offline. API key: env OPENAI_API_KEY.')}
+
+def add_command(sub, # the `add_subparsers()` object of `llmkd`'s parser
+                name:str # a key of `COMMANDS`
+               ) -> argparse.ArgumentParser:
+    "The parser of subcommand `name`, with its help line and description from `COMMANDS`"
+    help, description = COMMANDS[name]
+    return sub.add_parser(name, help=help, description=description)
+
+# %% ../nbs/10_cli.ipynb #c270dbb5
+def add_teacher_options(p:argparse.ArgumentParser # a subcommand's parser
+                       ) -> argparse._ArgumentGroup:
+    "Add the LLM endpoint options `llmkd priors` and `llmkd distill` share, as a group of `p`"
+    t = p.add_argument_group('teacher settings (slow local servers: a longer --timeout, --concurrency 1)')
+    t.add_argument('--model', default=None, help='model name (default: env LLMKD_MODEL)')
+    t.add_argument('--base-url', default=None, help='endpoint, e.g. http://127.0.0.1:8080/v1 (default: env OPENAI_BASE_URL)')
+    t.add_argument('--max-tokens', type=int, default=None, help="longest answer, in tokens (default: the server's)")
+    t.add_argument('--timeout', type=float, default=60., help='seconds per attempt: connect, headers and the whole answer (default: 60)')
+    t.add_argument('--max-retries', type=int, default=4, help='retries of a failed request (default: 4)')
+    t.add_argument('--concurrency', type=int, default=8, help='most requests in flight; adapted down for slow servers (default: 8)')
+    t.add_argument('--price-prompt', type=float, default=None, help='USD per 1M prompt tokens, for cost estimates and reports')
+    t.add_argument('--price-completion', type=float, default=None, help='USD per 1M completion tokens')
+    t.add_argument('--batch', action='store_true', help="go through the endpoint's batch API (/v1/batches: half the price, answers within 24 h; a rerun resumes)")
+    t.add_argument('--poll-interval', type=float, default=5., help='with --batch: first wait between polls in seconds, growing while nothing changes (default: 5)')
+    return t
+
+def teacher_from_args(args, # parsed arguments of a parser with `add_teacher_options`
+                      **kwargs): # more `Teacher` settings (cache, ...)
+    "The `llmkd.teacher.Teacher` the options of `add_teacher_options` describe"
+    from llmkd.teacher import Teacher
+    pp, pc = args.price_prompt, args.price_completion
+    prices = None if pp is None and pc is None else {'prompt': pp or 0., 'completion': pc or 0.}
+    return Teacher(model=args.model, base_url=args.base_url, timeout=args.timeout, max_retries=args.max_retries,
+                   concurrency=args.concurrency, prices=prices, **kwargs)
 
 # %% ../nbs/10_cli.ipynb #00000005d
 def _number_or(word, conv):
@@ -26,10 +73,7 @@ _shot, _gamma = _number_or('all', int), _number_or('auto', float)
 def _add_demo(sub):
     "The `demo` subcommand: the offline LAAT few-shot comparison, LAAT auto against its parts."
     from llmkd.data import DATASETS
-    d = sub.add_parser('demo', help='LAAT few-shot comparison on offline data with the shipped (hand-written) priors',
-                       description='Data-only LR and MLP, the prior alone, LAAT at gamma 100 and with gamma chosen by cross-validation '
-                                   "on the shots ('auto'), and LAAT auto with a prior flipped on half its features; prints the "
-                                   'ROC-AUC tables and writes the AUC-vs-shots plot.')
+    d = add_command(sub, 'demo')
     d.add_argument('--datasets', nargs='+', default=['pima', 'breast_cancer', 'birthwt'], choices=list(DATASETS))
     d.add_argument('--shots', nargs='+', type=_shot, default=[1, 5, 10, 25, 50, 'all'], help="rows per class, or 'all' (default: 1 5 10 25 50 all)")
     d.add_argument('--reps', type=int, default=20, help='repetitions per shot count (default: 20)')
@@ -45,29 +89,19 @@ def _add_demo(sub):
 # %% ../nbs/10_cli.ipynb #00000005p
 def _add_priors(sub):
     "The `priors` subcommand: elicit a prior for a CSV; the teacher settings in a group of their own."
-    q = sub.add_parser('priors', help='elicit a LAAT prior for a CSV from an OpenAI-compatible endpoint',
-                       description='Ask an LLM to score every feature of CSV (one-hot dummies included) for the positive '
-                                   'class, averaging --n-estimates answers; writes the prior as JSON. API key: env OPENAI_API_KEY.')
+    q = add_command(sub, 'priors')
     q.add_argument('csv', help='CSV with the feature columns and the target column')
     q.add_argument('descriptions', help='JSON object or text file of `column: description` lines')
     q.add_argument('--target', required=True, help='name of the target column')
     q.add_argument('--task', required=True, help='one sentence describing the task')
     q.add_argument('--positive-class', default=None, help='binary tasks: the class to score (default: last sorted class)')
     q.add_argument('--cat-names', nargs='*', default=None, help='columns to one-hot encode (default: text columns)')
-    q.add_argument('--model', default=None, help='model name (default: env LLMKD_MODEL)')
-    q.add_argument('--base-url', default=None, help='endpoint, e.g. http://127.0.0.1:8080/v1 (default: env OPENAI_BASE_URL)')
     q.add_argument('--n-estimates', type=int, default=5, help='answers per class, averaged (default: 5)')
     q.add_argument('--temperature', type=float, default=None)
     q.add_argument('--no-cache', action='store_true', help='do not read or write the answer cache')
-    t = q.add_argument_group('teacher settings (slow local servers: a longer --timeout, --concurrency 1)')
-    t.add_argument('--max-tokens', type=int, default=None, help='longest answer, in tokens (default: the server\'s)')
-    t.add_argument('--timeout', type=float, default=60., help='seconds per attempt: connect, headers and the whole answer (default: 60)')
+    t = add_teacher_options(q)
     t.add_argument('--seed', type=int, default=None, help='sampling seed, for servers that support it')
     t.add_argument('--max-reasks', type=int, default=2, help='follow-up requests per invalid answer (default: 2)')
-    t.add_argument('--max-retries', type=int, default=4, help='retries of a failed request (default: 4)')
-    t.add_argument('--concurrency', type=int, default=8, help='most requests in flight; adapted down for slow servers (default: 8)')
-    q.add_argument('--batch', action='store_true', help="ask through the endpoint's batch API (half price, answers within 24 h; resumable)")
-    q.add_argument('--poll-interval', type=float, default=5., help='with --batch: first wait between polls in seconds, growing while nothing changes (default: 5)')
     q.add_argument('--out', required=True, help='where to write the prior JSON')
 
 # %% ../nbs/10_cli.ipynb #00000005
@@ -100,10 +134,8 @@ def run_demo(args) -> pd.DataFrame:
 # %% ../nbs/10_cli.ipynb #00000009
 def run_priors(args):
     "`llmkd priors`: elicit a prior for a CSV from an endpoint and write it as JSON."
-    from llmkd.teacher import Teacher
     from llmkd.priors import elicit_from_files
-    teacher = Teacher(model=args.model, base_url=args.base_url, cache=not args.no_cache, timeout=args.timeout,
-                      max_retries=args.max_retries, concurrency=args.concurrency)
+    teacher = teacher_from_args(args, cache=not args.no_cache)
     if args.batch:
         from llmkd.batch import BatchTeacher
         teacher = BatchTeacher(teacher, poll_interval=args.poll_interval)

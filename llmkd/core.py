@@ -1,4 +1,4 @@
-"""The errors llmkd raises on purpose, and the input checks every public entry point shares
+"""The errors llmkd raises on purpose, the input checks every public entry point shares, one token counter and the protocol every teacher follows
 
 Docs: https://llmkd.github.io/llmkd/core.html.md"""
 
@@ -6,7 +6,9 @@ Docs: https://llmkd.github.io/llmkd/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #00000004
 from __future__ import annotations
-import math, numbers, os
+import math, numbers, os, re
+from dataclasses import dataclass, fields
+from typing import Protocol, runtime_checkable
 from importlib.util import find_spec
 from pathlib import Path
 from collections import Counter
@@ -16,7 +18,7 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['LLMKDError', 'InputError', 'check_unique', 'is_missing', 'check_texts', 'check_number', 'check_finite_array',
-           'llmkd_cache_dir', 'asset_path']
+           'count_tokens', 'Usage', 'TeacherProtocol', 'TeacherBase', 'llmkd_cache_dir', 'asset_path']
 
 # %% ../nbs/00_core.ipynb #00000006
 class LLMKDError(Exception):
@@ -83,6 +85,50 @@ def check_finite_array(a, what:str, lo:float|None=None, hi:float|None=None) -> n
         raise InputError(f"{what} must be finite{rng}, but {int(bad.sum())} values are not (positions {_show(map(tuple, idx))}): "
                          "fix or drop those entries")
     return arr
+
+# %% ../nbs/00_core.ipynb #95cef5b1
+_TOKEN = re.compile(r'\w+|[^\w\s]')
+
+def count_tokens(text:str|list # a string, or chat messages / content parts (their text is counted)
+                ) -> int:
+    "Estimated tokens of `text`: one per run of word characters, one per other non-space character"
+    if isinstance(text, (list, tuple)):
+        return sum(count_tokens(t.get('content', t.get('text')) if isinstance(t, dict) else t) for t in text)
+    return 0 if text is None else len(_TOKEN.findall(str(text)))
+
+# %% ../nbs/00_core.ipynb #9a86886b
+@dataclass
+class Usage:
+    "Counts of one call or a whole run; `cost` in USD (None when the teacher has no prices)"
+    requests:int=0; retries:int=0; prompt_tokens:int=0; completion_tokens:int=0
+    cache_hits:int=0; cache_misses:int=0; cost:float|None=None
+
+    def _combine(self, o:Usage, sign:int) -> Usage:
+        d = {f.name: getattr(self, f.name) + sign*getattr(o, f.name) for f in fields(self) if f.name != 'cost'}
+        cost = None if self.cost is None and o.cost is None else (self.cost or 0.) + sign*(o.cost or 0.)
+        return Usage(**d, cost=cost)
+    def __add__(self, o:Usage): return self._combine(o, 1)
+    def __sub__(self, o:Usage): return self._combine(o, -1)
+
+    @property
+    def total_tokens(self): return self.prompt_tokens + self.completion_tokens
+
+# %% ../nbs/00_core.ipynb #0656bfa0
+@runtime_checkable
+class TeacherProtocol(Protocol):
+    "What every llmkd teacher offers: `teach` a list of items (one answer each, in order), `usage` totals, `reset_usage`"
+    usage: Usage
+    def teach(self, items:list, **kwargs) -> list: ...
+    def reset_usage(self) -> None: ...
+
+# %% ../nbs/00_core.ipynb #d120afc6
+class TeacherBase:
+    "A `TeacherProtocol` teacher that counts its own `usage`: subclasses define `teach` and call `_count` with each call's `Usage`"
+    def teach(self, items:list, **kwargs) -> list: raise NotImplementedError
+    @property
+    def usage(self) -> Usage: return Usage(**vars(getattr(self, '_usage', Usage())))
+    def reset_usage(self): self._usage = Usage()
+    def _count(self, u:Usage): self._usage = self.usage + u
 
 # %% ../nbs/00_core.ipynb #00000016
 def llmkd_cache_dir() -> Path:

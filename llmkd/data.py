@@ -216,213 +216,247 @@ HANDWRITTEN = {'source': 'hand-written from domain knowledge, not elicited from 
          '(llmkd.priors.elicit_attributions / `llmkd priors`) or edit by hand.'}  # provenance every shipped prior shares
 SHIPPED_PRIORS = {}  # dataset name -> the prior as written by hand (one data cell each below)
 
+def _prior_table(text:str # `class:`, `date:`, `task:` and `reasoning:` lines (indented lines continue them), then `feature score` lines
+                ) -> dict:
+    "A shipped prior's table parsed: `cls`, `date`, `task`, `reasoning` and `scores` {feature: score}"
+    p, key = {'scores': {}}, None
+    for line in text.strip().splitlines():
+        head = line.split(':', 1)[0]
+        if line[:1].isspace(): p[key] += ' ' + line.strip()
+        elif ':' in line and head in ('class', 'date', 'task', 'reasoning'): key = 'cls' if head == 'class' else head; p[key] = line.split(':', 1)[1].strip()
+        else: name, score = line.rsplit(None, 1); p['scores'][name.strip()] = int(score)
+    return p
+
 # %% ../nbs/09a_data.ipynb #13216f01
-# data, not logic: the hand-written prior for pima
-SHIPPED_PRIORS['pima'] = dict(cls='Yes', date='2026-11-21',
-    task=('Predict whether a woman of Pima Indian heritage, aged 21 or older, has diabetes according to WHO '
-          'criteria, from routine medical measurements.'),
-    reasoning=("Clinician's view, WHO-criteria diabetes in Pima women. Plasma glucose 2 h into an oral glucose "
-               'tolerance test is almost the diagnostic criterion itself: strongest (+9). Obesity (BMI) is the main '
-               'modifiable risk factor in this population (+7). Family history (pedigree function) and age raise '
-               'risk clearly (+5 each). Parity raises risk a little (gestational diabetes history, and it tracks '
-               'age) (+3). Skin fold thickness is a noisy adiposity proxy and diastolic pressure a comorbidity '
-               'marker: weak positive (+2 each).'),
-    scores={'npreg': 3, 'glu': 9, 'bp': 2, 'skin': 2, 'bmi': 7, 'ped': 5, 'age': 5})
+# data, not logic: the hand-written prior for pima (header, then one `feature score` line per feature)
+SHIPPED_PRIORS['pima'] = _prior_table('''
+class: Yes
+date: 2026-11-21
+task: Predict whether a woman of Pima Indian heritage, aged 21 or older, has diabetes according to WHO criteria,
+  from routine medical measurements.
+reasoning: Clinician's view, WHO-criteria diabetes in Pima women. Plasma glucose 2 h into an oral glucose
+  tolerance test is almost the diagnostic criterion itself: strongest (+9). Obesity (BMI) is the main modifiable
+  risk factor in this population (+7). Family history (pedigree function) and age raise risk clearly (+5 each).
+  Parity raises risk a little (gestational diabetes history, and it tracks age) (+3). Skin fold thickness is a
+  noisy adiposity proxy and diastolic pressure a comorbidity marker: weak positive (+2 each).
+npreg    3
+glu      9
+bp       2
+skin     2
+bmi      7
+ped      5
+age      5
+''')
 
 # %% ../nbs/09a_data.ipynb #13216f02
-# data, not logic: the hand-written prior for breast_cancer
-SHIPPED_PRIORS['breast_cancer'] = dict(cls='malignant', date='2026-11-21',
-    task=('Predict whether a breast mass is malignant or benign from measurements of cell nuclei in a fine '
-          'needle aspirate image.'),
-    reasoning=("Pathologist's view of fine needle aspirate cytology. Malignant nuclei are larger and more "
-               'pleomorphic: size (radius, perimeter, area) and irregular contours (concavity, concave points) are '
-               'the strongest signs, most of all in their worst (largest) values (+9 for worst size and worst '
-               'concave points, +7/+8 for the means). Coarser chromatin shows as texture (+4/+5); compactness and '
-               'smoothness add a little. Symmetry and fractal dimension are weak. Standard errors grow with size '
-               '(radius/perimeter/area error +4/+5), the other standard errors carry almost nothing (0 to +2).'),
-    scores={'mean radius': 7,
-     'mean texture': 4,
-     'mean perimeter': 7,
-     'mean area': 7,
-     'mean smoothness': 3,
-     'mean compactness': 5,
-     'mean concavity': 7,
-     'mean concave points': 8,
-     'mean symmetry': 2,
-     'mean fractal dimension': 0,
-     'radius error': 4,
-     'texture error': 0,
-     'perimeter error': 4,
-     'area error': 5,
-     'smoothness error': 0,
-     'compactness error': 1,
-     'concavity error': 1,
-     'concave points error': 2,
-     'symmetry error': 0,
-     'fractal dimension error': 0,
-     'worst radius': 9,
-     'worst texture': 5,
-     'worst perimeter': 9,
-     'worst area': 9,
-     'worst smoothness': 4,
-     'worst compactness': 5,
-     'worst concavity': 7,
-     'worst concave points': 9,
-     'worst symmetry': 3,
-     'worst fractal dimension': 2})
+# over 30 lines: data, one line per feature
+# data, not logic: the hand-written prior for breast_cancer (header, then one `feature score` line per feature)
+SHIPPED_PRIORS['breast_cancer'] = _prior_table('''
+class: malignant
+date: 2026-11-21
+task: Predict whether a breast mass is malignant or benign from measurements of cell nuclei in a fine needle
+  aspirate image.
+reasoning: Pathologist's view of fine needle aspirate cytology. Malignant nuclei are larger and more
+  pleomorphic: size (radius, perimeter, area) and irregular contours (concavity, concave points) are the
+  strongest signs, most of all in their worst (largest) values (+9 for worst size and worst concave points,
+  +7/+8 for the means). Coarser chromatin shows as texture (+4/+5); compactness and smoothness add a little.
+  Symmetry and fractal dimension are weak. Standard errors grow with size (radius/perimeter/area error +4/+5),
+  the other standard errors carry almost nothing (0 to +2).
+mean radius                7
+mean texture               4
+mean perimeter             7
+mean area                  7
+mean smoothness            3
+mean compactness           5
+mean concavity             7
+mean concave points        8
+mean symmetry              2
+mean fractal dimension     0
+radius error               4
+texture error              0
+perimeter error            4
+area error                 5
+smoothness error           0
+compactness error          1
+concavity error            1
+concave points error       2
+symmetry error             0
+fractal dimension error    0
+worst radius               9
+worst texture              5
+worst perimeter            9
+worst area                 9
+worst smoothness           4
+worst compactness          5
+worst concavity            7
+worst concave points       9
+worst symmetry             3
+worst fractal dimension    2
+''')
 
 # %% ../nbs/09a_data.ipynb #13216f03
-# data, not logic: the hand-written prior for adult
-SHIPPED_PRIORS['adult'] = dict(cls='>50K', date='2026-11-21',
-    task=('Predict whether a person in the 1994 US census earns more than 50,000 US dollars a year, from '
-          'demographic and employment attributes.'),
-    reasoning=("Labour economist's view of 1994 US census incomes. Schooling is the best single predictor of "
-               'earnings (education_num +8; degrees from Bachelors up positive, below high school strongly '
-               'negative). Capital gains mean owning assets (+8); reporting capital losses also signals investments '
-               '(+4). Earnings rise with age and experience over most of the range (+6) and with hours worked (+6). '
-               'Married-couple households, and the spouse/husband roles, show the well-known marriage premium; '
-               'never-married people and own children of the householder are mostly young (strongly negative). '
-               'Managerial and professional occupations pay most, service and labourer jobs least; incorporated '
-               'self-employment pays well, unpaid work not at all. Documented pay gaps of the period: men above '
-               'women (+3/-3), small gaps by race; immigrants from low-income countries earned less on average, most'
-               ' countries neutral. These reflect historical disparities in the data, not causes, and a model using '
-               'them inherits that bias.'),
-    scores={'age': 6,
-     'workclass_Federal-gov': 2,
-     'workclass_Local-gov': 0,
-     'workclass_Private': 0,
-     'workclass_Self-emp-inc': 5,
-     'workclass_Self-emp-not-inc': -1,
-     'workclass_State-gov': 0,
-     'workclass_Without-pay': -7,
-     'education_10th': -5,
-     'education_11th': -5,
-     'education_12th': -4,
-     'education_1st-4th': -7,
-     'education_5th-6th': -6,
-     'education_7th-8th': -6,
-     'education_9th': -5,
-     'education_Assoc-acdm': 1,
-     'education_Assoc-voc': 1,
-     'education_Bachelors': 5,
-     'education_Doctorate': 7,
-     'education_HS-grad': -2,
-     'education_Masters': 6,
-     'education_Preschool': -7,
-     'education_Prof-school': 7,
-     'education_Some-college': 0,
-     'education_num': 8,
-     'marital_status_Divorced': -4,
-     'marital_status_Married-AF-spouse': 3,
-     'marital_status_Married-civ-spouse': 7,
-     'marital_status_Married-spouse-absent': -3,
-     'marital_status_Never-married': -7,
-     'marital_status_Separated': -5,
-     'marital_status_Widowed': -4,
-     'occupation_Adm-clerical': -2,
-     'occupation_Armed-Forces': 0,
-     'occupation_Craft-repair': 0,
-     'occupation_Exec-managerial': 7,
-     'occupation_Farming-fishing': -4,
-     'occupation_Handlers-cleaners': -5,
-     'occupation_Machine-op-inspct': -3,
-     'occupation_Other-service': -6,
-     'occupation_Priv-house-serv': -7,
-     'occupation_Prof-specialty': 6,
-     'occupation_Protective-serv': 1,
-     'occupation_Sales': 1,
-     'occupation_Tech-support': 2,
-     'occupation_Transport-moving': -1,
-     'relationship_Husband': 5,
-     'relationship_Not-in-family': -3,
-     'relationship_Other-relative': -5,
-     'relationship_Own-child': -7,
-     'relationship_Unmarried': -5,
-     'relationship_Wife': 5,
-     'race_Amer-Indian-Eskimo': -2,
-     'race_Asian-Pac-Islander': 1,
-     'race_Black': -2,
-     'race_Other': -2,
-     'race_White': 1,
-     'sex_Female': -3,
-     'sex_Male': 3,
-     'capital_gain': 8,
-     'capital_loss': 4,
-     'hours_per_week': 6,
-     'native_country_Cambodia': -1,
-     'native_country_Canada': 1,
-     'native_country_China': 0,
-     'native_country_Columbia': -2,
-     'native_country_Cuba': 0,
-     'native_country_Dominican-Republic': -3,
-     'native_country_Ecuador': -2,
-     'native_country_El-Salvador': -3,
-     'native_country_England': 1,
-     'native_country_France': 1,
-     'native_country_Germany': 1,
-     'native_country_Greece': 0,
-     'native_country_Guatemala': -3,
-     'native_country_Haiti': -2,
-     'native_country_Holand-Netherlands': 0,
-     'native_country_Honduras': -3,
-     'native_country_Hong': 0,
-     'native_country_Hungary': 0,
-     'native_country_India': 2,
-     'native_country_Iran': 1,
-     'native_country_Ireland': 0,
-     'native_country_Italy': 0,
-     'native_country_Jamaica': -1,
-     'native_country_Japan': 2,
-     'native_country_Laos': -2,
-     'native_country_Mexico': -4,
-     'native_country_Nicaragua': -3,
-     'native_country_Outlying-US(Guam-USVI-etc)': -2,
-     'native_country_Peru': -2,
-     'native_country_Philippines': 0,
-     'native_country_Poland': 0,
-     'native_country_Portugal': -1,
-     'native_country_Puerto-Rico': -2,
-     'native_country_Scotland': 0,
-     'native_country_South': 0,
-     'native_country_Taiwan': 2,
-     'native_country_Thailand': 0,
-     'native_country_Trinadad&Tobago': -1,
-     'native_country_United-States': 1,
-     'native_country_Vietnam': -2,
-     'native_country_Yugoslavia': 0})
+# over 30 lines: data, one line per feature
+# data, not logic: the hand-written prior for adult (header, then one `feature score` line per feature)
+SHIPPED_PRIORS['adult'] = _prior_table('''
+class: >50K
+date: 2026-11-21
+task: Predict whether a person in the 1994 US census earns more than 50,000 US dollars a year, from demographic
+  and employment attributes.
+reasoning: Labour economist's view of 1994 US census incomes. Schooling is the best single predictor of earnings
+  (education_num +8; degrees from Bachelors up positive, below high school strongly negative). Capital gains
+  mean owning assets (+8); reporting capital losses also signals investments (+4). Earnings rise with age and
+  experience over most of the range (+6) and with hours worked (+6). Married-couple households, and the
+  spouse/husband roles, show the well-known marriage premium; never-married people and own children of the
+  householder are mostly young (strongly negative). Managerial and professional occupations pay most, service
+  and labourer jobs least; incorporated self-employment pays well, unpaid work not at all. Documented pay gaps
+  of the period: men above women (+3/-3), small gaps by race; immigrants from low-income countries earned less
+  on average, most countries neutral. These reflect historical disparities in the data, not causes, and a model
+  using them inherits that bias.
+age                                          6
+workclass_Federal-gov                        2
+workclass_Local-gov                          0
+workclass_Private                            0
+workclass_Self-emp-inc                       5
+workclass_Self-emp-not-inc                  -1
+workclass_State-gov                          0
+workclass_Without-pay                       -7
+education_10th                              -5
+education_11th                              -5
+education_12th                              -4
+education_1st-4th                           -7
+education_5th-6th                           -6
+education_7th-8th                           -6
+education_9th                               -5
+education_Assoc-acdm                         1
+education_Assoc-voc                          1
+education_Bachelors                          5
+education_Doctorate                          7
+education_HS-grad                           -2
+education_Masters                            6
+education_Preschool                         -7
+education_Prof-school                        7
+education_Some-college                       0
+education_num                                8
+marital_status_Divorced                     -4
+marital_status_Married-AF-spouse             3
+marital_status_Married-civ-spouse            7
+marital_status_Married-spouse-absent        -3
+marital_status_Never-married                -7
+marital_status_Separated                    -5
+marital_status_Widowed                      -4
+occupation_Adm-clerical                     -2
+occupation_Armed-Forces                      0
+occupation_Craft-repair                      0
+occupation_Exec-managerial                   7
+occupation_Farming-fishing                  -4
+occupation_Handlers-cleaners                -5
+occupation_Machine-op-inspct                -3
+occupation_Other-service                    -6
+occupation_Priv-house-serv                  -7
+occupation_Prof-specialty                    6
+occupation_Protective-serv                   1
+occupation_Sales                             1
+occupation_Tech-support                      2
+occupation_Transport-moving                 -1
+relationship_Husband                         5
+relationship_Not-in-family                  -3
+relationship_Other-relative                 -5
+relationship_Own-child                      -7
+relationship_Unmarried                      -5
+relationship_Wife                            5
+race_Amer-Indian-Eskimo                     -2
+race_Asian-Pac-Islander                      1
+race_Black                                  -2
+race_Other                                  -2
+race_White                                   1
+sex_Female                                  -3
+sex_Male                                     3
+capital_gain                                 8
+capital_loss                                 4
+hours_per_week                               6
+native_country_Cambodia                     -1
+native_country_Canada                        1
+native_country_China                         0
+native_country_Columbia                     -2
+native_country_Cuba                          0
+native_country_Dominican-Republic           -3
+native_country_Ecuador                      -2
+native_country_El-Salvador                  -3
+native_country_England                       1
+native_country_France                        1
+native_country_Germany                       1
+native_country_Greece                        0
+native_country_Guatemala                    -3
+native_country_Haiti                        -2
+native_country_Holand-Netherlands            0
+native_country_Honduras                     -3
+native_country_Hong                          0
+native_country_Hungary                       0
+native_country_India                         2
+native_country_Iran                          1
+native_country_Ireland                       0
+native_country_Italy                         0
+native_country_Jamaica                      -1
+native_country_Japan                         2
+native_country_Laos                         -2
+native_country_Mexico                       -4
+native_country_Nicaragua                    -3
+native_country_Outlying-US(Guam-USVI-etc)   -2
+native_country_Peru                         -2
+native_country_Philippines                   0
+native_country_Poland                        0
+native_country_Portugal                     -1
+native_country_Puerto-Rico                  -2
+native_country_Scotland                      0
+native_country_South                         0
+native_country_Taiwan                        2
+native_country_Thailand                      0
+native_country_Trinadad&Tobago              -1
+native_country_United-States                 1
+native_country_Vietnam                      -2
+native_country_Yugoslavia                    0
+''')
 
 # %% ../nbs/09a_data.ipynb #13216f04
-# data, not logic: the hand-written prior for birthwt
-SHIPPED_PRIORS['birthwt'] = dict(cls='low', date='2026-11-28',
-    task=("Predict whether a baby is born with low birth weight (under 2.5 kg) from the mother's age, weight, "
-          'race, smoking and medical history during pregnancy.'),
-    reasoning=("Obstetrician's view. Smoking during pregnancy, previous premature labours and hypertension are the "
-               'classic risk factors of low birth weight (+6 each); uterine irritability signals a risk of preterm '
-               'birth (+4). A low maternal weight before pregnancy raises the risk, so weight scores against it '
-               '(-4). In this US cohort black mothers and mothers of other races had more low-weight births than '
-               'white mothers (+3, +2, -3), a marker of social disadvantage rather than a cause. Maternal age and '
-               'first-trimester physician visits matter little (-1 each: older mothers and more visits slightly '
-               'lower the risk).'),
-    scores={'age': -1,
-     'lwt': -4,
-     'race_black': 3,
-     'race_other': 2,
-     'race_white': -3,
-     'smoke': 6,
-     'ptl': 6,
-     'ht': 6,
-     'ui': 4,
-     'ftv': -1})
+# data, not logic: the hand-written prior for birthwt (header, then one `feature score` line per feature)
+SHIPPED_PRIORS['birthwt'] = _prior_table('''
+class: low
+date: 2026-11-28
+task: Predict whether a baby is born with low birth weight (under 2.5 kg) from the mother's age, weight, race,
+  smoking and medical history during pregnancy.
+reasoning: Obstetrician's view. Smoking during pregnancy, previous premature labours and hypertension are the
+  classic risk factors of low birth weight (+6 each); uterine irritability signals a risk of preterm birth (+4).
+  A low maternal weight before pregnancy raises the risk, so weight scores against it (-4). In this US cohort
+  black mothers and mothers of other races had more low-weight births than white mothers (+3, +2, -3), a marker
+  of social disadvantage rather than a cause. Maternal age and first-trimester physician visits matter little
+  (-1 each: older mothers and more visits slightly lower the risk).
+age          -1
+lwt          -4
+race_black    3
+race_other    2
+race_white   -3
+smoke         6
+ptl           6
+ht            6
+ui            4
+ftv          -1
+''')
 
 # %% ../nbs/09a_data.ipynb #13216f05
-# data, not logic: the hand-written prior for default
-SHIPPED_PRIORS['default'] = dict(cls='Yes', date='2026-11-28',
-    task=('Predict whether a credit card holder defaults on the monthly payment from the card balance, income '
-          'and student status.'),
-    reasoning=("Credit analyst's view. The balance carried on the card relative to the limit is by far the strongest"
-               ' sign of default (+9). A higher income makes repayment easier (-2). Students carry debt with little '
-               'income, so being a student raises the risk a little (+1; not a student -1).'),
-    scores={'student_No': -1, 'student_Yes': 1, 'balance': 9, 'income': -2})
+# data, not logic: the hand-written prior for default (header, then one `feature score` line per feature)
+SHIPPED_PRIORS['default'] = _prior_table('''
+class: Yes
+date: 2026-11-28
+task: Predict whether a credit card holder defaults on the monthly payment from the card balance, income and
+  student status.
+reasoning: Credit analyst's view. The balance carried on the card relative to the limit is by far the strongest
+  sign of default (+9). A higher income makes repayment easier (-2). Students carry debt with little income, so
+  being a student raises the risk a little (+1; not a student -1).
+student_No    -1
+student_Yes    1
+balance        9
+income        -2
+''')
 
 # %% ../nbs/09a_data.ipynb #13216f06
 def shipped_priors() -> list:

@@ -14,6 +14,7 @@ import numpy as np, pandas as pd
 from .core import LLMKDError, InputError, check_texts, check_unique, check_number, is_missing
 from .pseudolabel import (BBC_TOPICS, bbc_news, embed_texts, EmbeddingTeacher, pseudo_label, pseudo_label_dry_run,
                                pseudo_label_targets, calibration, MINILM_ID, _with_mode)
+from .cli import add_command, add_teacher_options, teacher_from_args
 
 # %% auto #0
 __all__ = ['distill_data', 'student_model', 'llkd_settings', 'train_student', 'EmptyTensors', 'export_student', 'predict_texts',
@@ -247,36 +248,23 @@ def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat
 # %% ../nbs/11_distill.ipynb #d1000036
 def add_distill_parser(subparsers):
     "Add `llmkd distill` to an argparse subparsers object."
-    d = subparsers.add_parser('distill', help='label a CSV with a teacher, train a small student with LLKD, report and export it',
-                              description='Pseudo-label a CSV with an LLM endpoint (or the offline zero-shot teacher), train an MLP over '
-                                          'MiniLM embeddings with LLKD selection, compare it with the teacher on the gold rows, export it. '
-                                          'Without --csv: the shipped BBC News, offline. API key: env OPENAI_API_KEY.')
+    d = add_command(subparsers, 'distill')
     d.add_argument('--csv', default=None, help='CSV with a text column (default: the shipped BBC News)')
     d.add_argument('--labels', default=None, help="label names 'a,b,c', a JSON {label: description}, or a file of 'label: description' lines")
     d.add_argument('--text-col', default='text'); d.add_argument('--gold-col', default=None, help='optional gold-label column (empty cells allowed)')
     d.add_argument('--teacher', choices=['embedding', 'llm'], default='embedding', help='offline zero-shot teacher, or an OpenAI-compatible endpoint')
-    d.add_argument('--model', default=None, help='LLM teacher: model name (default: env LLMKD_MODEL)')
-    d.add_argument('--base-url', default=None, help='LLM teacher: endpoint (default: env OPENAI_BASE_URL)')
-    d.add_argument('--price-prompt', type=float, default=None, help='USD per 1M prompt tokens, for the cost estimate')
-    d.add_argument('--price-completion', type=float, default=None, help='USD per 1M completion tokens')
-    d.add_argument('--timeout', type=float, default=60.); d.add_argument('--concurrency', type=int, default=8)
-    d.add_argument('--max-tokens', type=int, default=None); d.add_argument('--no-structured', action='store_true', help='ask for bare labels (servers without JSON schema)')
+    d.add_argument('--no-structured', action='store_true', help='ask for bare labels (servers without JSON schema)')
     d.add_argument('--dry-run', action='store_true', help='print the cost estimate (online and batch price) and stop; pays nothing')
-    d.add_argument('--batch', action='store_true', help="LLM teacher: label through the endpoint's batch API (/v1/batches: half the price, slower; a rerun resumes)")
-    d.add_argument('--poll-interval', type=float, default=5., help='with --batch: first wait between polls of the batches, in seconds (grows while nothing changes)')
     d.add_argument('--out', default='llmkd_distill', help='output folder (report.json, pseudo_labels.csv, student.pkl)')
     d.add_argument('--epochs', type=int, default=20); d.add_argument('--seed', type=int, default=0)
     d.add_argument('--eval-frac', type=float, default=0.25, help='held-out share when every row has a gold label')
+    add_teacher_options(d)
     return d
 
 # %% ../nbs/11_distill.ipynb #d1000037
 def run_distill(args):
     "`llmkd distill`: run `distill` from parsed arguments and print the report (or the estimate)."
-    teacher = 'embedding'
-    if args.teacher == 'llm':
-        from llmkd.teacher import Teacher
-        prices = {'prompt': args.price_prompt, 'completion': args.price_completion} if args.price_prompt is not None else None
-        teacher = Teacher(model=args.model, base_url=args.base_url, timeout=args.timeout, concurrency=args.concurrency, prices=prices)
+    teacher = teacher_from_args(args) if args.teacher == 'llm' else 'embedding'
     kw = {k: v for k, v in dict(max_tokens=args.max_tokens, structured=False if args.no_structured else None).items() if v is not None}
     res = distill(args.csv, args.labels, args.text_col, args.gold_col, teacher, args.out, args.dry_run, args.eval_frac, args.epochs, seed=args.seed,
                   batch=args.batch, poll_interval=args.poll_interval, **kw)

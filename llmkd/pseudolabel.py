@@ -17,7 +17,7 @@ from fastcore.basics import store_attr, listify, patch
 from dataclasses import dataclass
 from fastprogress.fastprogress import progress_bar
 from .core import LLMKDError, InputError, check_unique, check_texts, check_finite_array, check_number, is_missing
-from .core import llmkd_cache_dir, asset_path
+from .core import llmkd_cache_dir, asset_path, TeacherBase, Usage
 
 # %% auto #0
 __all__ = ['BBC_TOPICS', 'MINILM_ID', 'CONFIDENCE_SOURCES', 'LABEL_MODES', 'bbc_news_path', 'bbc_news', 'minilm_path',
@@ -149,7 +149,7 @@ def embed_texts(texts:Sequence[str], # texts to embed
     return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
 # %% ../nbs/04_pseudolabel.ipynb #00000017
-class ProbaTeacher:
+class ProbaTeacher(TeacherBase):
     "A teacher from any callable `texts -> probabilities` (n_texts x n_classes, columns in `classes` order)."
     source = 'model_proba'
     def __init__(self, predict_proba:Callable, # texts -> array (n_texts, n_classes)
@@ -164,6 +164,12 @@ class ProbaTeacher:
             raise ValueError(f"predict_proba returned shape {p.shape}, expected {(len(texts), len(self.classes))} (n_texts, n_classes)")
         if len(p) and not np.allclose(p.sum(1), 1, atol=1e-3):
             raise ValueError("predict_proba rows do not sum to 1: pass probabilities (apply a softmax to logits)")
+        return p
+    def teach(self, texts:Sequence[str]) -> np.ndarray:
+        "The teacher protocol (`llmkd.core.TeacherProtocol`): `predict_proba` rows, one request per text counted in `usage`."
+        texts = check_texts(texts) if len(texts) else []
+        p = self.predict_proba(texts) if texts else np.zeros((0, len(self.classes)))
+        self._count(Usage(requests=len(texts)))
         return p
     def __repr__(self): return f'{type(self).__name__}(classes={self.classes})'
 
@@ -581,7 +587,7 @@ def _proba_rows(texts, classes, teacher, batch_size=256, progress=True) -> tuple
     if set(classes) != set(tc):
         raise InputError(f"The teacher's classes {tc} differ from `classes` {classes}: missing {sorted(set(classes)-set(tc))}, extra {sorted(set(tc)-set(classes))}")
     starts = range(0, len(texts), batch_size)
-    parts = [teacher.predict_proba(texts[s:s+batch_size]) for s in (progress_bar(starts) if progress and len(starts) > 1 else starts)]
+    parts = [teacher.teach(texts[s:s+batch_size]) for s in (progress_bar(starts) if progress and len(starts) > 1 else starts)]
     P = np.concatenate(parts)[:, [tc.index(c) for c in classes]] if parts else np.zeros((0, len(classes)))
     rows = [dict(label=classes[k], confidence=float(p[k]), confidence_source=teacher.source, answer=classes[k], probs=p.tolist(), note=None)
             for p, k in zip(P, P.argmax(1))]

@@ -7,9 +7,9 @@ Docs: https://llmkd.github.io/llmkd/teacher.html.md"""
 # %% auto #0
 __all__ = ['RETRY_STATUS', 'MODES', 'SCHEMA_PROMPT', 'REASK_PROMPT', 'TeacherError', 'TeacherInputError', 'TeacherAPIError',
            'TeacherAuthError', 'TeacherQuotaError', 'TeacherBadRequestError', 'TeacherUnavailableError',
-           'TeacherTimeoutError', 'StructuredOutputError', 'MapError', 'endpoint_host', 'scrub', 'Usage',
-           'TokenLogprob', 'Choice', 'Answer', 'parse_logprobs', 'extract_json', 'AnswerCache', 'request_key',
-           'retry_after', 'backoff_delay', 'AdaptiveLimit', 'Teacher', 'as_messages', 'parse_answer']
+           'TeacherTimeoutError', 'StructuredOutputError', 'MapError', 'endpoint_host', 'scrub', 'TokenLogprob',
+           'Choice', 'Answer', 'parse_logprobs', 'extract_json', 'AnswerCache', 'request_key', 'retry_after',
+           'backoff_delay', 'AdaptiveLimit', 'Teacher', 'as_messages', 'parse_answer', 'Usage']
 
 # %% ../nbs/01_teacher.ipynb #00000003
 import functools, hashlib, json, logging, math, os, random, re, socket, sqlite3, sys, threading, time, uuid, warnings
@@ -25,7 +25,7 @@ from openai import OpenAI
 from pydantic import BaseModel, ValidationError
 from fastprogress.fastprogress import progress_bar
 from fastcore.basics import patch
-from .core import LLMKDError, InputError, check_number
+from .core import LLMKDError, InputError, check_number, count_tokens, Usage
 
 # %% ../nbs/01_teacher.ipynb #00000005
 _log = logging.getLogger(__name__)
@@ -82,19 +82,7 @@ def scrub(text:str, secret:str|None=None) -> str:
     return _KEYLIKE.sub(r'\1***', text)
 
 # %% ../nbs/01_teacher.ipynb #0000000b
-@dataclass
-class Usage:
-    "Counts of one call or a whole run; `cost` in USD (None when the teacher has no prices)"
-    requests:int=0; retries:int=0; prompt_tokens:int=0; completion_tokens:int=0
-    cache_hits:int=0; cache_misses:int=0; cost:float|None=None
-
-    def __add__(self, o:'Usage'):
-        d = {f.name: getattr(self, f.name) + getattr(o, f.name) for f in fields(self) if f.name != 'cost'}
-        cost = None if self.cost is None and o.cost is None else (self.cost or 0.) + (o.cost or 0.)
-        return Usage(**d, cost=cost)
-
-    @property
-    def total_tokens(self): return self.prompt_tokens + self.completion_tokens
+_all_ = ['Usage']   # defined in llmkd.core, shared by every teacher
 
 # %% ../nbs/01_teacher.ipynb #0000000d
 @dataclass
@@ -583,6 +571,8 @@ def _check_ask(kw:dict):
     if g('on_invalid', 'raise') not in ('raise', 'keep'):
         raise TeacherInputError(f"on_invalid must be 'raise' or 'keep', got {g('on_invalid')!r}")
 
+
+# %% ../nbs/01_teacher.ipynb #a0704c8e
 @patch
 def _learned_get(self:Teacher, what:str):
     "What was learned about this endpoint and model: `what` is 'mode' or 'n'; None while unknown"
@@ -746,6 +736,14 @@ def map(self:Teacher,
                        results, errors) from errors[first]
     return results
 
+# %% ../nbs/01_teacher.ipynb #42ec6da5
+@patch
+def teach(self:Teacher,
+          items:list, # list of messages, as for `map`
+          **kwargs) -> list: # passed to `map`
+    "`map` under the teacher protocol's name: one `Answer` per item, in input order"
+    return self.map(items, **kwargs)
+
 # %% ../nbs/01_teacher.ipynb #00000045
 @patch
 def dry_run(self:Teacher,
@@ -763,7 +761,7 @@ def dry_run(self:Teacher,
         for p in range(parts):
             r = req if p == 0 else {k: v for k, v in {**req, 'n': n - p}.items() if not (k == 'n' and v == 1)}
             if self.cache is not None and request_key(self.base_url, r, p) in self.cache: est.cache_hits += 1; continue
-            pt = -(-len(json.dumps({k: r[k] for k in ('messages', 'response_format') if k in r})) // 4)
+            pt = count_tokens(r['messages']) + (count_tokens(json.dumps(r['response_format'])) if 'response_format' in r else 0)
             ct = (kwargs.get('max_tokens') or completion_tokens) * (n if parts == 1 else 1)
             est = est + Usage(requests=1, cache_misses=1, prompt_tokens=pt, completion_tokens=ct, cost=self._cost(pt, ct))
     return est

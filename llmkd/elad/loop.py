@@ -13,16 +13,16 @@ import numpy as np, pandas as pd
 from pydantic import BaseModel, Field
 from fastcore.basics import store_attr, patch
 from matplotlib.axes import Axes
-from ..core import LLMKDError, InputError
+from ..core import LLMKDError, InputError, TeacherBase, TeacherProtocol, Usage, count_tokens
 from ..teacher import Teacher
 from .data import *
 from .selection import *
 
 # %% auto #0
-__all__ = ['TEACHER_SYSTEM', 'ANSWER_STOP', 'TeacherRevision', 'RevisionRequest', 'apply_revision', 'revision_messages',
-           'count_tokens_words', 'TeacherReply', 'OfflineArithTeacher', 'ELADTeacherError', 'LLMTeacher',
-           'complete_answers', 'LMStudent', 'ScriptedStudent', 'probe_student', 'evaluate_student', 'ELADRun',
-           'run_elad', 'compare_strategies', 'summarize_runs', 'plot_accuracy_vs_tokens']
+__all__ = ['TEACHER_SYSTEM', 'count_tokens_words', 'ANSWER_STOP', 'TeacherRevision', 'RevisionRequest', 'apply_revision',
+           'revision_messages', 'TeacherReply', 'RevisionTeacher', 'OfflineArithTeacher', 'ELADTeacherError',
+           'LLMTeacher', 'complete_answers', 'LMStudent', 'ScriptedStudent', 'probe_student', 'evaluate_student',
+           'ELADRun', 'run_elad', 'compare_strategies', 'summarize_runs', 'plot_accuracy_vs_tokens']
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000006
 class TeacherRevision(BaseModel):
@@ -69,10 +69,7 @@ def revision_messages(req:RevisionRequest,  # the question and the student's rat
     return [{'role': 'system', 'content': TEACHER_SYSTEM}, {'role': 'user', 'content': user}]
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000000e
-def count_tokens_words(text:str # any text
-                      ) -> int:
-    "Word-based token count: each run of word characters and each other non-space character counts one."
-    return len(re.findall(r'\w+|[^\w\s]', text))
+count_tokens_words = count_tokens   # ELAD's first name for llmkd's one token counter, `llmkd.core.count_tokens`
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000010
 @dataclass
@@ -84,39 +81,58 @@ class TeacherReply:
     completion_tokens: int = 0      # tokens of the answer(s)
     error: str|None = None          # why `revision` is None: the exception's type and message
 
+# %% ../../nbs/07c_elad.loop.ipynb #cda0461c
+def _usage_dict(u:Usage) -> dict: return dict(requests=u.requests, prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens)
+
+class RevisionTeacher(TeacherBase):
+    "Base of the ELAD teachers: `teach` revises `RevisionRequest`s into `TeacherReply`s and counts `usage`"
+    max_tokens:int = 160   # worst-case completion tokens of one request
+    @property
+    def max_cost(self) -> int: return self.max_tokens   # what the budget ledger reserves per request
+
+    def _check(self, reqs) -> list:
+        "`reqs` as a list, or an `InputError` naming the first item that is not a `RevisionRequest`"
+        reqs = list(reqs)
+        bad = [i for i, r in enumerate(reqs) if not isinstance(r, RevisionRequest)]
+        if bad: raise InputError(f'item {bad[0]} of {len(reqs)} is a {type(reqs[bad[0]]).__name__}, not a RevisionRequest: '
+                                 'build the requests with RevisionRequest(idx, question, steps, answer, problem)')
+        return reqs
+
+    def __call__(self, reqs:Sequence[RevisionRequest]) -> tuple[list[TeacherReply], dict]:
+        "`teach(reqs)` and what the call cost (requests, prompt_tokens, completion_tokens)."
+        u0 = self.usage
+        replies = self.teach(reqs)
+        return replies, _usage_dict(self.usage - u0)
+
 # %% ../../nbs/07c_elad.loop.ipynb #00000011
-class OfflineArithTeacher:
+class OfflineArithTeacher(RevisionTeacher):
     "Stand-in teacher for `ArithProblem`s: verifies each step, keeps the correct prefix, rewrites from the first wrong step."
     def __init__(self, mode:str='revise',                          # 'revise' the student's rationale or write it from 'scratch'
-                 count_tokens:Callable[[str], int]=count_tokens_words,  # token counter for the ledger
+                 count_tokens:Callable[[str], int]=count_tokens,   # token counter for the ledger
                  max_tokens:int=160):                               # worst-case completion tokens per request
-        if mode not in ('revise', 'scratch'): raise ValueError(f"mode={mode!r}: use 'revise' or 'scratch'")
+        if mode not in ('revise', 'scratch'): raise InputError(f"mode={mode!r}: use 'revise' or 'scratch'")
         self.mode, self.count_tokens, self.max_tokens = mode, count_tokens, max_tokens
-
-    @property
-    def max_cost(self): return self.max_tokens
 
     def revise(self, req:RevisionRequest) -> TeacherRevision:
         "The revision an infallible teacher gives for `req`."
-        if req.problem is None: raise ValueError(f'request {req.idx} has no `problem`: the offline teacher needs the gold steps (or use LLMTeacher)')
+        if req.problem is None: raise InputError(f'request {req.idx} has no `problem`: the offline teacher needs the gold steps (or use LLMTeacher)')
         gold = req.problem
         if self.mode == 'scratch': return TeacherRevision(first_wrong_step=1, corrected_steps=list(gold.steps), final_answer=gold.answer)
         j = first_wrong_step(req.steps, gold)
         if j is None: return TeacherRevision(first_wrong_step=None, corrected_steps=[], final_answer=gold.answer)
         return TeacherRevision(first_wrong_step=j+1, corrected_steps=list(gold.steps[j:]), final_answer=gold.answer)
 
-    def __call__(self, reqs:Sequence[RevisionRequest]) -> tuple[list[TeacherReply], dict]:
-        "Replies for `reqs` and the call's usage (requests, prompt_tokens, completion_tokens)."
+    def teach(self, reqs:Sequence[RevisionRequest]) -> list[TeacherReply]:
+        "One reply per request, in order; `usage` counts a request and the tokens of its prompt and answer per item."
         replies = []
-        for r in reqs:
+        for r in self._check(reqs):
             rev = self.revise(r)
-            msgs = revision_messages(r, self.mode)
-            pt = sum(self.count_tokens(m['content']) for m in msgs)
+            pt = sum(self.count_tokens(m['content']) for m in revision_messages(r, self.mode))
             ct = self.count_tokens(rev.model_dump_json())
-            if ct > self.max_tokens: raise ValueError(f'revision of item {r.idx} needs {ct} tokens > max_tokens={self.max_tokens}: raise max_tokens')
+            if ct > self.max_tokens: raise InputError(f'revision of item {r.idx} needs {ct} tokens > max_tokens={self.max_tokens}: raise max_tokens')
             replies.append(TeacherReply(r.idx, rev, pt, ct))
-        return replies, dict(requests=len(replies), prompt_tokens=sum(r.prompt_tokens for r in replies),
-                             completion_tokens=sum(r.completion_tokens for r in replies))
+        self._count(Usage(len(replies), prompt_tokens=sum(r.prompt_tokens for r in replies), completion_tokens=sum(r.completion_tokens for r in replies)))
+        return replies
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000017
 class ELADTeacherError(LLMKDError):
@@ -127,15 +143,10 @@ class ELADTeacherError(LLMKDError):
         super().__init__(msg); self.replies, self.usage, self.run = replies, usage, None   # `run`: the partial `ELADRun`
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000018
-def _get(o, k, default=0):
-    "Read `k` from an object or a dict."
-    return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
-
 def _reply(idx, a) -> TeacherReply:
     "A `TeacherReply` from one result of `Teacher.map`: an answer, or the exception its item raised."
     if isinstance(a, BaseException): return TeacherReply(idx, None, error=f'{type(a).__name__}: {a}')
-    u = a.usage
-    return TeacherReply(idx, a.parsed, _get(u, 'prompt_tokens'), _get(u, 'completion_tokens'),
+    return TeacherReply(idx, a.parsed, a.usage.prompt_tokens, a.usage.completion_tokens,
                         None if a.parsed is not None else 'the answer has no structured revision')
 
 def _raise_if_down(reqs, answers, replies, usage):
@@ -149,7 +160,7 @@ def _raise_if_down(reqs, answers, replies, usage):
                            replies, usage) from e
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000019
-class LLMTeacher:
+class LLMTeacher(RevisionTeacher):
     "Teacher revisions from an LLM through `llmkd.teacher.Teacher`, with a structured `TeacherRevision` answer."
     def __init__(self, teacher:Teacher|None=None, # a `llmkd.teacher.Teacher`; None: `Teacher()` from the environment
                  mode:str='revise',               # 'revise' or 'scratch'
@@ -166,16 +177,15 @@ class LLMTeacher:
     @property
     def max_cost(self): return self.max_tokens * (1 + self.max_reasks)
 
-    def __call__(self, reqs:Sequence[RevisionRequest]) -> tuple[list[TeacherReply], dict]:
-        "Replies for `reqs` and the usage this call added to the teacher's counters."
-        keys = ('requests', 'prompt_tokens', 'completion_tokens')
-        before = {k: _get(self.teacher.usage, k) for k in keys}
+    def teach(self, reqs:Sequence[RevisionRequest]) -> list[TeacherReply]:
+        "One reply per request, in order; `usage` adds what the wrapped `Teacher` spent; `ELADTeacherError` when it is down."
+        reqs, u0 = self._check(reqs), self.teacher.usage
         answers = self.teacher.map([revision_messages(r, self.mode) for r in reqs], schema=TeacherRevision, max_tokens=self.max_tokens,
                                    max_reasks=self.max_reasks, return_exceptions=True, **(dict(temperature=0, progress=False) | self.ask_kwargs))
-        replies = [_reply(r.idx, a) for r, a in zip(reqs, answers)]
-        usage = {k: _get(self.teacher.usage, k) - before[k] for k in keys}
-        if self.on_error == 'raise': _raise_if_down(reqs, answers, replies, usage)
-        return replies, usage
+        replies, u = [_reply(r.idx, a) for r, a in zip(reqs, answers)], self.teacher.usage - u0
+        self._count(u)
+        if self.on_error == 'raise': _raise_if_down(reqs, answers, replies, _usage_dict(u))
+        return replies
 
 # %% ../../nbs/07c_elad.loop.ipynb #c7e1d001
 ANSWER_STOP = r'Answer:[^\n]*\d[^\n]*\n'   # a rationale is done once its `Answer:` line with a number has ended
@@ -197,6 +207,7 @@ def complete_answers(student,                 # has `force`, e.g. `LMStudent`
 
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001c
+# over 30 lines: the documented signature takes 17 of them
 class LMStudent:
     "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
     def __init__(self, model,              # a Hugging Face causal LM, e.g. from `llmkd.lm.load_lm`
@@ -300,6 +311,18 @@ class ScriptedStudent:
         return [self.confidence.get(q, 0.5) for q in questions]
 
 
+# %% ../../nbs/07c_elad.loop.ipynb #91ae7eb8
+def _force_prefixes(student, questions, probes, empty_prefix, max_steps, n, seed):
+    "Add to each probe the answers `student` gives after each prefix of its steps (`n` per prefix), in one batched `force` call."
+    owner, qs, leads, lens = [], [], [], []
+    for k, p in enumerate(probes):
+        for j in range(0 if empty_prefix else 1, min(len(p.steps), max_steps)+1):
+            owner.append(k); qs.append(questions[k]); leads.append(forced_prefix(p.steps[:j])); lens.append(j)
+    if not qs: return
+    outs = [parse_number(o.strip().split('\n')[0]) for o in student.force(qs, leads, n=n, sample=n > 1, seed=seed)]
+    for j, k in enumerate(owner):
+        probes[k].prefix_answers.append(outs[j] if n == 1 else outs[j*n:(j+1)*n]); probes[k].prefix_lens.append(lens[j])
+
 # %% ../../nbs/07c_elad.loop.ipynb #00000021
 def probe_student(student,                 # has `solve` and `force`, e.g. `LMStudent`
                   questions:Sequence[str],  # the pool questions to probe
@@ -317,16 +340,7 @@ def probe_student(student,                 # has `solve` and `force`, e.g. `LMSt
     for i, r in zip(idxs, student.solve(questions)):
         steps, ans = split_rationale(r)
         probes.append(StudentProbe(i, r, steps, ans))
-    if prefixes:
-        owner, qs, leads, lens = [], [], [], []
-        for k, p in enumerate(probes):
-            for j in range(0 if empty_prefix else 1, min(len(p.steps), max_steps)+1):
-                owner.append(k); qs.append(questions[k]); leads.append(forced_prefix(p.steps[:j])); lens.append(j)
-        if qs:
-            n = forced_samples
-            outs = [parse_number(o.strip().split('\n')[0]) for o in student.force(qs, leads, n=n, sample=n > 1, seed=seed)]
-            for j, k in enumerate(owner):
-                probes[k].prefix_answers.append(outs[j] if n == 1 else outs[j*n:(j+1)*n]); probes[k].prefix_lens.append(lens[j])
+    if prefixes: _force_prefixes(student, questions, probes, empty_prefix, max_steps, forced_samples, seed)
     if n_samples:
         outs = student.solve(questions, n=n_samples, sample=True, seed=seed)
         for k, p in enumerate(probes): p.sampled_answers = [split_rationale(o)[1] for o in outs[k*n_samples:(k+1)*n_samples]]
@@ -384,12 +398,13 @@ def _probe_pool(student, pool, cand, selection, n_samples, empty_prefix, max_ste
                          forced_samples=getattr(selection, 'forced_samples', 1), seed=seed,
                          confidence=getattr(selection, 'needs_confidence', False))
 
-def _ask_teacher(teacher, reqs, r, ledger, partial):
-    "The teacher's replies for round `r`; on `ELADTeacherError` the round's usage is recorded and the partial run attached."
-    try: return teacher(reqs)
+def _ask_teacher(teacher, reqs, r, ledger, partial) -> tuple[list, Usage]:
+    "The teacher's replies for round `r` and their `Usage`; on `ELADTeacherError` the round's cost is recorded and the partial run attached."
+    u0 = teacher.usage
+    try: return teacher.teach(reqs), teacher.usage - u0
     except ELADTeacherError as e:
-        u = e.usage or {}
-        ledger.record(r, u.get('requests', 0), u.get('prompt_tokens', 0), u.get('completion_tokens', 0), 0)
+        u = teacher.usage - u0
+        ledger.record(r, u.requests, u.prompt_tokens, u.completion_tokens, 0)
         e.run = partial()
         raise
 
@@ -403,6 +418,7 @@ def _revised(reqs, replies, failures):
     return new
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000002a
+# over 30 lines: the documented signature takes 18 of them; the round loop reads best in one piece
 def run_elad(student,                          # has `solve`, `force` and `finetune`, e.g. `LMStudent`
              teacher,                          # e.g. `OfflineArithTeacher()` or `LLMTeacher(Teacher(...))`
              pool:Sequence[ArithProblem],      # questions the teacher may annotate
@@ -423,6 +439,7 @@ def run_elad(student,                          # has `solve`, `force` and `finet
             ) -> ELADRun:
     "Active distillation: probe the student, select within the budget, let the teacher revise, fine-tune, evaluate."
     if train_on not in ('all', 'new'): raise InputError(f"train_on={train_on!r}: use 'all' or 'new'")
+    if not isinstance(teacher, TeacherProtocol): raise InputError(f'{type(teacher).__name__} is no teacher: subclass RevisionTeacher (teach, usage)')
     selection = selection or ELADSelection()
     rng, ledger, ann, fails, all_probes, hist = np.random.default_rng(seed), TeacherLedger(budget, budget_requests), {}, {}, [], []
     def row(r, t):
@@ -443,7 +460,7 @@ def run_elad(student,                          # has `solve`, `force` and `finet
         reqs = _annotate(student, teacher, pool, selection.select(probes, b, n_aff, rng), {p.idx: p for p in probes if probed})
         replies, usage = _ask_teacher(teacher, reqs, r, ledger, partial)
         new = _revised(reqs, replies, fails)
-        ledger.record(r, usage['requests'], usage['prompt_tokens'], usage['completion_tokens'], len(new))
+        ledger.record(r, usage.requests, usage.prompt_tokens, usage.completion_tokens, len(new))
         ann.update(new)
         train = ann if train_on == 'all' else new
         if train: student.finetune([pool[i].question for i in train], list(train.values()))

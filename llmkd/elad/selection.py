@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 import numpy as np, pandas as pd
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from ..core import InputError
 from .data import parse_number
 
@@ -111,21 +111,24 @@ class TeacherLedger:
     @property
     def prompt_tokens(self): return self._sum('prompt_tokens')
 
-    def n_affordable(self, cost_per_item:int, requests_per_item:int=1) -> int:
-        "How many more items, each costing at most `cost_per_item` tokens and `requests_per_item` requests, fit."
-        n = math.inf
-        if self.budget is not None: n = max(0, self.budget - self.tokens) // cost_per_item
-        if self.budget_requests is not None: n = min(n, max(0, self.budget_requests - self.requests) // requests_per_item)
-        return n
-
-    def df(self) -> pd.DataFrame:
-        "One row per round with cumulative columns."
-        cols = ['requests', 'prompt_tokens', 'completion_tokens', 'items']
-        d = pd.DataFrame(self.rows, columns=['round']+cols).groupby('round', as_index=False)[cols].sum()
-        for c in cols: d[f'cum_{c}'] = d[c].cumsum()
-        return d
-
     def __repr__(self): return f'TeacherLedger(requests={self.requests}, completion_tokens={self.tokens}, budget={self.budget})'
+
+# %% ../../nbs/07b_elad.selection.ipynb #650c9aa4
+@patch
+def n_affordable(self:TeacherLedger, cost_per_item:int, requests_per_item:int=1) -> int:
+    "How many more items, each costing at most `cost_per_item` tokens and `requests_per_item` requests, fit."
+    n = math.inf
+    if self.budget is not None: n = max(0, self.budget - self.tokens) // cost_per_item
+    if self.budget_requests is not None: n = min(n, max(0, self.budget_requests - self.requests) // requests_per_item)
+    return n
+
+@patch
+def df(self:TeacherLedger) -> pd.DataFrame:
+    "One row per round with cumulative columns."
+    cols = ['requests', 'prompt_tokens', 'completion_tokens', 'items']
+    d = pd.DataFrame(self.rows, columns=['round']+cols).groupby('round', as_index=False)[cols].sum()
+    for c in cols: d[f'cum_{c}'] = d[c].cumsum()
+    return d
 
 # %% ../../nbs/07b_elad.selection.ipynb #0000001a
 class Selection:
