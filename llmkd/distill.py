@@ -186,6 +186,7 @@ def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs, batch
     return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None), dict(teacher_batch_requests=nb, teacher_batch_cost=sum(costs) if costs else None)
 
 # %% ../nbs/11_distill.ipynb #d1000025
+# over 30 lines: the documented signature (docments) takes 13 of them
 def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=None, # CSV path or DataFrame (None: the shipped BBC News); label names or {label: description}
             text_col:str='text', gold_col:str|None=None, # text column; optional gold-label column
             teacher='embedding', # 'embedding' (offline zero-shot), a `llmkd.teacher.Teacher`, or any `pseudo_label` teacher
