@@ -91,7 +91,7 @@ _TOKEN = re.compile(r'\w+|[^\w\s]')
 
 def count_tokens(text:str|list # a string, or chat messages / content parts (their text is counted)
                 ) -> int:
-    "Estimated tokens of `text`: one per run of word characters, one per other non-space character"
+    "Approximate BPE token count of `text`: one per run of word characters, one per other non-space character"
     if isinstance(text, (list, tuple)):
         return sum(count_tokens(t.get('content', t.get('text')) if isinstance(t, dict) else t) for t in text)
     return 0 if text is None else len(_TOKEN.findall(str(text)))
