@@ -46,7 +46,7 @@ def torch_step(model, opt, x, y, target, lin=False):
     if target is not None and not lin: x = x.detach().requires_grad_()
     if target is not None and lin:   # through the first Linear's output h
         with _capture_io(model[0]) as io: out = model(x)
-        loss = bce(out, y) + 100. * _penalty_from_means(*_linear_class_means(model[0], io[1], out[..., 0], None, 1), target)[0].mean()
+        loss = bce(out, y) + 100. * _penalty_from_means(*_linear_class_means(model[0], io[1], out[..., 0], None, 1), F.normalize(target, dim=0))[0].mean()
         loss.backward(); opt.step(); return
     out = model(x)
     loss = bce(out, y)

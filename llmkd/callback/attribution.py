@@ -106,9 +106,33 @@ def unit_mse(a:torch.Tensor, t:torch.Tensor, eps:float=1e-12) -> tuple:
     ua, ut = F.normalize(a, dim=-1, eps=eps), F.normalize(t, dim=-1, eps=eps)
     return (ua - ut).pow(2).mean(-1), (ua * ut).sum(-1)
 
+def _unit(a, eps:float=1e-12):
+    "`a` scaled to unit length over the last axis (as `F.normalize`, in fewer calls)"
+    return a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(eps)
+
+class _UnitMSE(torch.autograd.Function):
+    "MSE over the last axis between `a` scaled to unit length (as `F.normalize`) and unit `t`, and their cosine: one autograd node"
+    @staticmethod
+    def forward(ctx, a, t, eps:float=1e-12):
+        n = torch.linalg.vector_norm(a, dim=-1, keepdim=True)
+        u = a / n.clamp_min(eps); d = u - t
+        ctx.save_for_backward(u, d, n, n >= eps); ctx.eps = eps
+        return (d * d).mean(-1), (u * t).sum(-1)
+    @staticmethod
+    def backward(ctx, g_mse, g_cos):
+        u, d, n, full = ctx.saved_tensors
+        gu = d * (g_mse * (2. / d.shape[-1]))[..., None]            # dL/du
+        gu = gu - u * ((u * gu).sum(-1, keepdim=True) * full)        # through u = a/|a| (a/eps below eps)
+        return gu / n.clamp_min(ctx.eps), None, None
+
+def _mse_cos(a, ut):
+    "MSE and cosine over the last axis of `a` scaled to unit length and unit `ut` (broadcast to `a`)"
+    return _UnitMSE.apply(a, ut)
+
 # %% ../../nbs/03_callback.attribution.ipynb #00000019
 def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
     "Batch mean of `attr` (R, N, D): (R, 1, D) and None without groups, else per class (R, K, D) and class counts (R, K); over all processes if `sync`"
+    if group is None and not sync: return attr.mean(-2, keepdim=True), None
     if group is None: s, n = attr.sum(-2, keepdim=True), attr.new_full((*attr.shape[:-2], 1), attr.shape[-2])
     else:
         onehot = F.one_hot(group.long(), K).to(attr.dtype)             # (R, N, K)
@@ -116,10 +140,12 @@ def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
     if sync: s, n = global_sum(s), all_reduce_sum(n.detach().clone())
     return s / n.clamp_min(1)[..., None], (None if group is None else n)
 
-def _penalty_from_means(g, count, target) -> tuple:
-    "Penalty and cosine per repetition of batch-mean attributions g (R, K, F), averaged over the classes present"
-    if count is None: return unit_mse(g[..., 0, :], target[:, 0])
-    mse, cos = unit_mse(g, target.T)                                   # (R, K)
+def _penalty_from_means(g, count, ut) -> tuple:
+    "Penalty and cosine per repetition of batch-mean attributions g (R, K, F) against unit prior columns `ut` (F, K), averaged over the classes present"
+    if count is None:
+        mse, cos = _mse_cos(g, ut[:, 0])                              # (1,) or (R, 1)
+        return (mse, cos) if g.dim() == 2 else (mse[..., 0], cos[..., 0])
+    mse, cos = _mse_cos(g, ut.T)                                      # (R, K)
     present = (count > 0).to(g.dtype)
     norm = present.sum(-1)
     return (mse * present).sum(-1) / norm, (cos * present).sum(-1) / norm
@@ -136,7 +162,7 @@ def penalty_from_attributions(attr:torch.Tensor, # per-sample attributions (R, N
         t = target.T[group] if group is not None else target[:, 0]
         mse, cos = unit_mse(attr, t * values)
         return _class_means(torch.stack([mse, cos], -1), None, 1, sync)[0][..., 0, :].unbind(-1)
-    return _penalty_from_means(*_class_means(attr, group, target.shape[1], sync), target)
+    return _penalty_from_means(*_class_means(attr, group, target.shape[1], sync), F.normalize(target, dim=0))
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000001c
 _methods = ('input_grad', 'input_x_grad', 'integrated_gradients')
@@ -182,10 +208,18 @@ def _capture_io(layer:nn.Module):
 def _linear_class_means(lin, h, f, group, K:int, sync:bool=False) -> tuple:
     "Batch-mean input gradient of `f` per class (R, K, F) as mean(df/dh) W at the leading linear layer's output `h`; class counts"
     gh = torch.autograd.grad(f.sum(), h, create_graph=True)[0]
-    if gh.dim() == 2: gh = gh[None]
-    g, count = _class_means(gh, None if group is None else group.reshape(gh.shape[:-1]), K, sync)
+    if group is None and not sync: g, count = gh.mean(-2, keepdim=True), None   # (1, H) or (R, 1, H)
+    else:
+        if gh.dim() == 2: gh = gh[None]
+        g, count = _class_means(gh, None if group is None else group.reshape(gh.shape[:-1]), K, sync)
     W = lin.weight   # nn.Linear: (H, F); StackedLinear: (R, F, H)
     return g @ (W if isinstance(lin, nn.Linear) else W.transpose(-1, -2)), count
+
+def _linear_model_means(lin, pos:int=1):
+    "Batch-mean input gradient of the prior's logit when the model is `lin` alone: its weight row (one logit) or row difference (two logits), (1, F) or (R, 1, F); None for other outputs"
+    W = lin.weight if isinstance(lin, nn.Linear) else lin.weight.transpose(-1, -2)   # (H, F) or (R, H, F)
+    if W.shape[-2] == 1: return W
+    if W.shape[-2] == 2: return W[..., pos:pos + 1, :] - W[..., 1 - pos:2 - pos, :]
 
 # %% ../../nbs/03_callback.attribution.ipynb #0000001f
 def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) for a stacked model
@@ -206,7 +240,8 @@ def laat_penalty(model:nn.Module, x:torch.Tensor, # input (N, F), or (R, N, F) f
         if io[0] is not x: return penalty_from_output(out, x, target, y, method, sync)
         x3, group = _groups(x, target, y)
         f = prior_logit(out, x.shape[:-1], target.shape[1], None if group is None else group.reshape(x.shape[:-1]))
-        return _penalty_from_means(*_linear_class_means(lin, io[1], f, group, target.shape[1], sync), target)
+        pen, cos = _penalty_from_means(*_linear_class_means(lin, io[1], f, group, target.shape[1], sync), F.normalize(target, dim=0))
+        return pen.reshape(-1), cos.reshape(-1)
     x3, group = _groups(x, target, y)
     b = torch.zeros_like(x) if baseline is None else torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
     a = integrated_gradients(model, x, None if group is None else group.reshape(x.shape[:-1]), b, n_steps)
@@ -312,8 +347,8 @@ class AttributionRegularizer(ColumnsCallback):
                  n_steps:int=20, baseline:torch.Tensor|None=None, # integrated gradients: midpoint steps and baseline (default zeros)
                  linear_shortcut:bool=True): # 'input_grad': go through a leading Linear/StackedLinear (exact, cheaper)
         if method not in _methods: raise InputError(f"Unknown method {method!r}: use one of {_methods}.")
-        store_attr(); self._handles, self.target = [], None
-        transform_prior(_prior_table(prior)[2], transform)   # fail early on a bad prior or transform
+        store_attr(); self._handles, self.target, self._inspect = [], None, False
+        self._table = (prior, _prior_table(prior)); transform_prior(self._table[1][2], transform)   # fail early on a bad prior or transform
 
 # %% ../../nbs/03_callback.attribution.ipynb #fbb7aec6
 @patch
@@ -334,7 +369,8 @@ def _units(self:AttributionRegularizer, model, names):
 def _setup(self:AttributionRegularizer):
     "Match the prior to the model's inputs and outputs; the target (F, K) on the model's device."
     model = self._inner(); dev = next(model.parameters()).device
-    names, classes, S = _prior_table(self.prior)
+    if self._table[0] is not self.prior: self._table = (self.prior, _prior_table(self.prior))   # read once per prior object
+    names, classes, S = self._table[1]
     units, aliases = self._units(model, names)
     self._xi, self._cat_sel, self._cont_sel = int(isinstance(model, TabularModel)), [], None
     if units is not None:
@@ -342,15 +378,18 @@ def _setup(self:AttributionRegularizer):
         S, kept = S[idx], [units[i] for i in keep]
         for ci in dict.fromkeys(u[1] for u in kept if u[1] is not None):
             self._cat_sel.append((ci, torch.tensor([u[2] for u in kept if u[1] == ci], device=dev)))
-        self._cont_sel = torch.tensor([u[2] for u in kept if u[1] is None], device=dev, dtype=torch.long)
+        cont = [u[2] for u in kept if u[1] is None]
+        self._cont_sel, self._cont_all = torch.tensor(cont, device=dev, dtype=torch.long), cont == list(range(len(cont)))
         self.feature_names = [u[0] for u in kept]
     else: self.feature_names = None
     if self._cat_sel and self.method == 'integrated_gradients': raise InputError("integrated_gradients attributes "
         "continuous inputs only: `exclude=` the categorical levels or use method='input_grad'.")
     S, self._pos = self._match_classes(S, classes, getattr(self.dls, 'vocab', None))
     self.target = transform_prior(S, self.transform).to(dev)
+    self._ut, self._ws, self._seen = F.normalize(self.target, dim=0), (world_size() if self.sync else 1), None
     self._bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     self._lin = _leading_linear(model) if self.linear_shortcut and self.method == 'input_grad' and not self._xi else None
+    self._lin_model = self._lin is model and self.target.shape[1] == 1 and self._ws == 1   # a linear model: attributions are its weights
 
 # %% ../../nbs/03_callback.attribution.ipynb #d0d7f4fb
 @patch
@@ -377,16 +416,24 @@ def _group(self:AttributionRegularizer, y, lead):
 def _inner(self:AttributionRegularizer): return getattr(self.learn.model, 'module', self.learn.model)
 
 @patch
-def _on(self:AttributionRegularizer): return (self.learn.training or getattr(self, '_inspect', False)) and torch.is_grad_enabled()
+def _on(self:AttributionRegularizer): return (self.learn.training or self._inspect) and torch.is_grad_enabled()
+
+@patch
+def _check_finite(self:AttributionRegularizer, x):
+    "Count a batch input holding NaN/inf in the epoch's sums (on the device); the same unmodified tensor (full-batch training) is checked once"
+    if x is self._seen and x._version == self._seen_version or self._inspect: return
+    with torch.no_grad(): self._sums[3].add_(~torch.isfinite(x).all())
+    self._seen, self._seen_version = x, x._version
 
 @patch
 def _pre_hook(self:AttributionRegularizer, m, args):
     if not self._on() or len(args) <= self._xi: return None
-    args = list(args); x = args[self._xi]
+    x = args[self._xi]
     if not x.is_floating_point(): raise InputError(f"The attributed input must be floating point, not {x.dtype}.")
-    if not x.requires_grad: x = args[self._xi] = x.detach().requires_grad_()
+    self._check_finite(x)
     self._x, self._amp = x, torch.is_autocast_enabled(x.device.type)
-    self._finite &= torch.isfinite(x.detach()).all()
+    if x.requires_grad or self._lin is not None: return None   # the linear shortcut differentiates at the layer's output, not at x
+    args = list(args); self._x = args[self._xi] = x.detach().requires_grad_()
     return tuple(args)
 
 @patch
@@ -407,9 +454,9 @@ def _lin_hook(self:AttributionRegularizer, m, inp, out):
 def _hook(self:AttributionRegularizer):
     "Register the hooks (removed in after_fit, after_cancel_fit and before an error)."
     self._unhook(); model = self._inner()
-    self._handles = [model.register_forward_pre_hook(self._pre_hook)]
+    self._handles = [(model if self._lin is None else self._lin).register_forward_pre_hook(self._pre_hook)]   # the shortcut's layer takes the model's input
     self._handles += [model.embeds[ci].register_forward_hook(self._emb_hook(k)) for k, (ci, _) in enumerate(self._cat_sel)]
-    if self._lin is not None: self._handles.append(self._lin.register_forward_hook(self._lin_hook))
+    if self._lin is not None and not self._lin_model: self._handles.append(self._lin.register_forward_hook(self._lin_hook))
 
 @patch
 def _unhook(self:AttributionRegularizer):
@@ -420,7 +467,7 @@ def _unhook(self:AttributionRegularizer):
 @patch
 def _forward(self:AttributionRegularizer, fresh:bool) -> tuple:
     "Output, attributed input and embedding outputs: the training forward's, or a fresh float32 one's."
-    if not fresh: return self.pred, self._x, list(self._embs)
+    if not fresh: return self.learn.pred, self._x, list(self._embs)
     xb = list(self.xb); x = xb[self._xi] = xb[self._xi].detach().float().requires_grad_()
     self._io = None
     with _bn_eval(self.model): out = self._inner()(*xb)
@@ -471,18 +518,27 @@ def _stacked(a, v, group):
 @patch
 def _penalty(self:AttributionRegularizer, y) -> tuple:
     "Penalty and cosine per repetition of the current batch."
+    if self._lin_model:
+        g = _linear_model_means(self._lin, self._pos)
+        if g is not None: return _penalty_from_means(self._check_width(self._scored(g)), None, self._ut)
     fresh = self.method == 'integrated_gradients' or self._bn or self._amp or self._x is None
     if self._lin is not None:
         out, x, _ = self._forward(fresh)
         if self._io is not None and self._io[0] is x:
             group = self._group(y, x.shape[:-1])
-            f = prior_logit(out, x.shape[:-1], self.target.shape[1], group, self._pos)
-            g, count = _linear_class_means(self._lin, self._io[1], f, group, self.target.shape[1], self.sync)
-            if self._cont_sel is not None: g = g[..., self._cont_sel]   # the scored inputs, in the target's order
-            return _penalty_from_means(self._check_width(g), count, self.target)
+            lead, K = x.shape[:-1], self.target.shape[1]
+            f = out if K == 1 and out.shape == (*lead, 1) else prior_logit(out, lead, K, group, self._pos)   # one logit: same sum, no select
+            g, count = _linear_class_means(self._lin, self._io[1], f, group, K, self._ws > 1)
+            return _penalty_from_means(self._check_width(self._scored(g)), count, self._ut)
         fresh = True
     a, v, group = _stacked(*self._attributions(y, fresh))
-    return penalty_from_attributions(self._check_width(a), self.target, group, v, self.sync)
+    return penalty_from_attributions(self._check_width(a), self.target, group, v, self._ws > 1)
+
+@patch
+def _scored(self:AttributionRegularizer, g):
+    "The scored inputs of attributions `g`, in the target's order (no copy when they are all the inputs in order)"
+    keep = self._cont_sel
+    return g if keep is None or (self._cont_all and g.shape[-1] == len(keep)) else g[..., keep]
 
 @patch
 def _check_width(self:AttributionRegularizer, a):
@@ -497,16 +553,17 @@ def before_fit(self:AttributionRegularizer):
     self.run = fitting(self.learn)
     if not self.run: return
     self._setup(); self._hook(); self.add_columns()
+    self._sums = [self.target.new_zeros(()) for _ in range(4)]   # epoch sums: task loss, penalty, cosine (times batch size), batches with NaN/inf inputs
 
 @patch
 def before_epoch(self:AttributionRegularizer):
     "The epoch's gamma (`gamma_decay`)."
-    self.cur_gamma = self.gamma * (self.gamma_decay ** self.epoch if self.gamma_decay else 1.)
+    self.cur_gamma = self.gamma * self.gamma_decay ** self.learn.epoch if self.gamma_decay else self.gamma
 
 @patch
 def before_train(self:AttributionRegularizer):
-    "Zero the epoch's sums and the NaN flag, on the device."
-    self._tot, self._n, self._finite = torch.zeros(3, device=self.target.device), 0, torch.ones((), dtype=torch.bool, device=self.target.device)
+    "Zero the epoch's sums and NaN count, on the device."
+    torch._foreach_zero_(self._sums); self._n = 0
 
 @patch
 def before_batch(self:AttributionRegularizer):
@@ -517,22 +574,27 @@ def before_batch(self:AttributionRegularizer):
 @patch
 def after_loss(self:AttributionRegularizer):
     "Add gamma * penalty to `loss_grad` and to the logged loss; accumulate the columns on the device."
-    with torch.autocast(self.target.device.type, enabled=False):   # float32 penalty, also inside MixedPrecision's autocast
-        pen, cos = self._penalty(self.yb[0] if len(self.yb) else None)
-    term, task = self.cur_gamma * pen.mean(), self.learn.loss_grad
-    self.learn.loss_grad = task + term * (world_size() if self.sync else 1)
-    self.learn.loss = self.learn.loss + term.detach()
-    bs = find_bs(self.yb)
-    self._tot += torch.stack([task.detach().float().mean(), term.detach().float(), cos.detach().float().mean()]) * bs
-    self._n += bs
+    learn, dev = self.learn, self.target.device.type
+    y = learn.yb[0] if len(learn.yb) else None
+    if torch.is_autocast_enabled(dev):   # float32 penalty inside MixedPrecision's autocast
+        with torch.autocast(dev, enabled=False): pen, cos = self._penalty(y)
+    else: pen, cos = self._penalty(y)
+    term, task = self.cur_gamma * (pen if pen.dim() == 0 else pen.mean()), learn.loss_grad
+    learn.loss_grad = task + (term * self._ws if self._ws > 1 else term)
+    bs = y.shape[0] if isinstance(y, torch.Tensor) else find_bs(learn.yb); self._n += bs
+    with torch.no_grad():
+        learn.loss = learn.loss + term
+        torch._foreach_add_(self._sums[:3], [task.mean() if task.dim() else task, term, cos.mean()], alpha=bs)
 
 @patch
 def after_train(self:AttributionRegularizer):
     "The epoch's mean task loss, penalty and cosine (one host sync); a named error for NaN inputs or losses."
-    *vals, finite = torch.cat([self._tot / max(self._n, 1), self._finite[None].float()]).tolist()
-    if not finite: self._fail(InputError(f"The training inputs hold NaN or infinite values (epoch {self.epoch}): fill "
+    s = self._sums   # one host sync: a copy of the four sums, or four scalar reads on the CPU
+    *vals, bad = torch.stack(s).tolist() if s[0].device.type != 'cpu' else [t.item() for t in s]
+    vals = [v / max(self._n, 1) for v in vals]
+    if bad: self._fail(InputError(f"The training inputs hold NaN or infinite values (epoch {self.epoch}): fill "
         "them before training (fastai's FillMissing, or DataFrame.fillna) or drop those rows."))
-    if not np.isfinite(vals).all(): self._fail(LLMKDError(f"The loss became NaN or infinite in epoch {self.epoch} "
+    if not all(map(math.isfinite, vals)): self._fail(LLMKDError(f"The loss became NaN or infinite in epoch {self.epoch} "
         f"(task loss {vals[0]}, penalty {vals[1]}): lower the learning rate or gamma."))
     self.column_values = vals
 

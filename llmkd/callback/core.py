@@ -51,6 +51,10 @@ class ColumnsCallback(Callback):
     "Base of callbacks that log `columns`: a `ColumnMetric` each, in `learn.metrics` for the length of a fit only."
     columns = ()   # column names (a property in a subclass when they depend on the data)
     def __init__(self): pass
+    def __setattr__(self, name, value):
+        "Private attributes and ones already set skip fastai's shadowing check (a failed lookup through the model per write)."
+        if name[0] == '_' or name in self.__dict__: object.__setattr__(self, name, value)
+        else: super().__setattr__(name, value)
     def add_columns(self):
         "Call in `before_fit` (the callback's order must be below the Recorder's 50, which names columns there)."
         self.remove_columns(); self.column_values = None
