@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.foundation import L
 from fastai.callback.core import TrainEvalCallback, event, _inner_loop
+from fastcore.imports import noop
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
 from .priors import AttributionPrior
@@ -32,11 +33,19 @@ class SmallLearner(Learner):
                  metrics:list|None=None, **kwargs): # as in `Learner`, whose other arguments pass through
         super().__init__(dls, model, metrics=metrics, **kwargs)
     def _handlers(self):
-        "{event: (inner-loop event?, the callbacks defining it, in order)}: built on first use, dropped when the callbacks change"
+        "{event: (inner-loop event?, [(callback, its bound method)] in order)}: built on first use, dropped when the callbacks change"
         if self.__dict__.get('_h') is None:
             cbs = self.cbs.sorted('order')
-            self._h = {e: (e in _inner_loop, [cb for cb in cbs if callable(getattr(type(cb), e, None))]) for e in dir(event) if not e.startswith('_')}
+            self._h = h = {e: (e in _inner_loop, [(cb, getattr(cb, e)) for cb in cbs if callable(getattr(type(cb), e, None))]) for e in dir(event) if not e.startswith('_')}
+            self._quiet = {t for t in ('batch', 'backward', 'step', 'train', 'validate', 'epoch') if not any(h[f'{p}_{t}'][1] for p in ('before', 'after', 'after_cancel'))}
         return self._h
+    def _with_events(self, f, event_type, ex, final=noop):
+        "fastai's `_with_events`, without dispatching events no callback handles"
+        self._handlers()
+        if event_type not in self._quiet: return super()._with_events(f, event_type, ex, final)
+        try: f()
+        except ex: pass
+        final()
     def add_cb(self, cb): self._h = None; return super().add_cb(cb)
     def remove_cb(self, cb): self._h = None; return super().remove_cb(cb)
     def _set_device(self, b):
@@ -51,8 +60,8 @@ class SmallLearner(Learner):
             for e in event_name: self(e)
             return
         inner, cbs = self._handlers()[event_name]
-        for cb in cbs:
-            if cb.run and (not inner or (cb.run_train if self.training else cb.run_valid)): getattr(cb, event_name)()
+        for cb, f in cbs:
+            if cb.run and (not inner or (cb.run_train if self.training else cb.run_valid)): f()
         if event_name == 'after_fit':
             for cb in self.cbs: cb.run = True
     def _do_epoch(self):
@@ -125,6 +134,7 @@ def fit_small(model:nn.Module, x:torch.Tensor, y:torch.Tensor, # model, inputs (
     "Fit `model` full batch on `(x, y)` with Adam through a `SmallLearner` (with `AttributionRegularizer` if `prior`)."
     cbs = [SmallTrainEval()] + list(L(cbs))
     if prior is not None: cbs.append(AttributionRegularizer(prior, gamma=gamma, features=features, **laat_kwargs))
-    learn = SmallLearner(FullBatch(x, y), model, loss_func=loss_func, opt_func=torch_adam, lr=lr, cbs=cbs, default_cbs=False)
+    learn = SmallLearner(FullBatch(x, y), model, loss_func=loss_func, opt_func=torch_adam, lr=lr, cbs=cbs, default_cbs=False,
+                         wd_bn_bias=True)   # no per-parameter weight-decay flags: `TinyAdam` (torch's Adam) does not read them
     learn.fit(epochs)
     return learn

@@ -111,23 +111,23 @@ def _unit(a, eps:float=1e-12):
     return a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(eps)
 
 class _UnitMSE(torch.autograd.Function):
-    "MSE over the last axis between `a` scaled to unit length (as `F.normalize`) and unit `t`, and their cosine: one autograd node"
+    "MSE over the last axis between `a` scaled to unit length (as `F.normalize`) and unit `t`, and their cosine, in one autograd node; `reduce`: their means"
     @staticmethod
-    def forward(ctx, a, t, eps:float=1e-12):
+    def forward(ctx, a, t, eps:float=1e-12, reduce:bool=False):
         n = torch.linalg.vector_norm(a, dim=-1, keepdim=True)
-        u = a / n.clamp_min(eps); d = u - t
-        ctx.save_for_backward(u, d, n, n >= eps); ctx.eps = eps
-        return (d * d).mean(-1), (u * t).sum(-1)
+        nc = n.clamp_min(eps); u = a / nc; d = u - t
+        ctx.save_for_backward(u, d, nc, n >= eps); ctx.reduce = reduce
+        return ((d * d).mean(), (u * t).sum(-1).mean()) if reduce else ((d * d).mean(-1), (u * t).sum(-1))
     @staticmethod
     def backward(ctx, g_mse, g_cos):
-        u, d, n, full = ctx.saved_tensors
-        gu = d * (g_mse * (2. / d.shape[-1]))[..., None]            # dL/du
+        u, d, nc, full = ctx.saved_tensors
+        gu = d * (g_mse * (2. / d.numel()) if ctx.reduce else (g_mse * (2. / d.shape[-1]))[..., None])   # dL/du
         gu = gu - u * ((u * gu).sum(-1, keepdim=True) * full)        # through u = a/|a| (a/eps below eps)
-        return gu / n.clamp_min(ctx.eps), None, None
+        return gu / nc, None, None, None
 
-def _mse_cos(a, ut):
-    "MSE and cosine over the last axis of `a` scaled to unit length and unit `ut` (broadcast to `a`)"
-    return _UnitMSE.apply(a, ut)
+def _mse_cos(a, ut, reduce:bool=False):
+    "MSE and cosine over the last axis of `a` scaled to unit length and unit `ut` (broadcast to `a`); `reduce`: their means"
+    return _UnitMSE.apply(a, ut, 1e-12, reduce)
 
 # %% ../../nbs/03_callback.attribution.ipynb #00000019
 def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
@@ -140,9 +140,10 @@ def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
     if sync: s, n = global_sum(s), all_reduce_sum(n.detach().clone())
     return s / n.clamp_min(1)[..., None], (None if group is None else n)
 
-def _penalty_from_means(g, count, ut) -> tuple:
-    "Penalty and cosine per repetition of batch-mean attributions g (R, K, F) against unit prior columns `ut` (F, K), averaged over the classes present"
+def _penalty_from_means(g, count, ut, reduce:bool=False) -> tuple:
+    "Penalty and cosine per repetition of batch-mean attributions g (R, K, F) against unit prior columns `ut` (F, K), averaged over the classes present; `reduce` (no classes): their means"
     if count is None:
+        if reduce: return _mse_cos(g, ut[:, 0], True)
         mse, cos = _mse_cos(g, ut[:, 0])                              # (1,) or (R, 1)
         return (mse, cos) if g.dim() == 2 else (mse[..., 0], cos[..., 0])
     mse, cos = _mse_cos(g, ut.T)                                      # (R, K)
@@ -423,7 +424,7 @@ def _check_finite(self:AttributionRegularizer, x):
     "Count a batch input holding NaN/inf in the epoch's sums (on the device); the same unmodified tensor (full-batch training) is checked once"
     if x is self._seen and x._version == self._seen_version or self._inspect: return
     with torch.no_grad(): self._sums[3].add_(~torch.isfinite(x).all())
-    self._seen, self._seen_version = x, x._version
+    self._seen, self._seen_version, self._checked = x, x._version, True
 
 @patch
 def _pre_hook(self:AttributionRegularizer, m, args):
@@ -432,7 +433,7 @@ def _pre_hook(self:AttributionRegularizer, m, args):
     if not x.is_floating_point(): raise InputError(f"The attributed input must be floating point, not {x.dtype}.")
     self._check_finite(x)
     self._x, self._amp = x, torch.is_autocast_enabled(x.device.type)
-    if x.requires_grad or self._lin is not None: return None   # the linear shortcut differentiates at the layer's output, not at x
+    if x.requires_grad: return None
     args = list(args); self._x = args[self._xi] = x.detach().requires_grad_()
     return tuple(args)
 
@@ -447,16 +448,19 @@ def _emb_hook(self:AttributionRegularizer, k:int):
 
 @patch
 def _lin_hook(self:AttributionRegularizer, m, inp, out):
-    if self._on(): self._io = (inp[0], out)
+    "The shortcut's layer: its input (the model's) and output; the input checks of `_pre_hook`"
+    if not self._on(): return
+    x = inp[0]; self._check_finite(x)
+    self.__dict__.update(_x=x, _io=(x, out), _amp=torch.is_autocast_enabled(x.device.type))
 
 # %% ../../nbs/03_callback.attribution.ipynb #51146244
 @patch
 def _hook(self:AttributionRegularizer):
     "Register the hooks (removed in after_fit, after_cancel_fit and before an error)."
     self._unhook(); model = self._inner()
-    self._handles = [(model if self._lin is None else self._lin).register_forward_pre_hook(self._pre_hook)]   # the shortcut's layer takes the model's input
+    if self._lin is not None: self._handles = [self._lin.register_forward_hook(self._lin_hook)]   # the shortcut: one hook, at its layer
+    else: self._handles = [model.register_forward_pre_hook(self._pre_hook)]
     self._handles += [model.embeds[ci].register_forward_hook(self._emb_hook(k)) for k, (ci, _) in enumerate(self._cat_sel)]
-    if self._lin is not None and not self._lin_model: self._handles.append(self._lin.register_forward_hook(self._lin_hook))
 
 @patch
 def _unhook(self:AttributionRegularizer):
@@ -520,7 +524,7 @@ def _penalty(self:AttributionRegularizer, y) -> tuple:
     "Penalty and cosine per repetition of the current batch."
     if self._lin_model:
         g = _linear_model_means(self._lin, self._pos)
-        if g is not None: return _penalty_from_means(self._check_width(self._scored(g)), None, self._ut)
+        if g is not None: return _penalty_from_means(self._check_width(self._scored(g)), None, self._ut, reduce=True)
     fresh = self.method == 'integrated_gradients' or self._bn or self._amp or self._x is None
     if self._lin is not None:
         out, x, _ = self._forward(fresh)
@@ -529,7 +533,7 @@ def _penalty(self:AttributionRegularizer, y) -> tuple:
             lead, K = x.shape[:-1], self.target.shape[1]
             f = out if K == 1 and out.shape == (*lead, 1) else prior_logit(out, lead, K, group, self._pos)   # one logit: same sum, no select
             g, count = _linear_class_means(self._lin, self._io[1], f, group, K, self._ws > 1)
-            return _penalty_from_means(self._check_width(self._scored(g)), count, self._ut)
+            return _penalty_from_means(self._check_width(self._scored(g)), count, self._ut, reduce=True)
         fresh = True
     a, v, group = _stacked(*self._attributions(y, fresh))
     return penalty_from_attributions(self._check_width(a), self.target, group, v, self._ws > 1)
@@ -553,7 +557,7 @@ def before_fit(self:AttributionRegularizer):
     self.run = fitting(self.learn)
     if not self.run: return
     self._setup(); self._hook(); self.add_columns()
-    self._sums = [self.target.new_zeros(()) for _ in range(4)]   # epoch sums: task loss, penalty, cosine (times batch size), batches with NaN/inf inputs
+    self._sums, self._n, self._checked = [self.target.new_zeros(()) for _ in range(4)], 0, False   # epoch sums (zeroed after each epoch): task loss, penalty, cosine (times batch size), batches with NaN/inf inputs
 
 @patch
 def before_epoch(self:AttributionRegularizer):
@@ -561,14 +565,9 @@ def before_epoch(self:AttributionRegularizer):
     self.cur_gamma = self.gamma * self.gamma_decay ** self.learn.epoch if self.gamma_decay else self.gamma
 
 @patch
-def before_train(self:AttributionRegularizer):
-    "Zero the epoch's sums and NaN count, on the device."
-    torch._foreach_zero_(self._sums); self._n = 0
-
-@patch
 def before_batch(self:AttributionRegularizer):
     "Forget the last batch's captured inputs."
-    self._x, self._io, self._amp, self._embs = None, None, False, [None] * len(self._cat_sel)
+    self.__dict__.update(_x=None, _io=None, _amp=False, _embs=[None] * len(self._cat_sel))   # private per-batch state, set directly
 
 # %% ../../nbs/03_callback.attribution.ipynb #21c176c9
 @patch
@@ -579,19 +578,20 @@ def after_loss(self:AttributionRegularizer):
     if torch.is_autocast_enabled(dev):   # float32 penalty inside MixedPrecision's autocast
         with torch.autocast(dev, enabled=False): pen, cos = self._penalty(y)
     else: pen, cos = self._penalty(y)
-    term, task = self.cur_gamma * (pen if pen.dim() == 0 else pen.mean()), learn.loss_grad
+    term, task, cos = self.cur_gamma * (pen if pen.dim() == 0 else pen.mean()), learn.loss_grad, (cos if cos.dim() == 0 else cos.mean())
     learn.loss_grad = task + (term * self._ws if self._ws > 1 else term)
     bs = y.shape[0] if isinstance(y, torch.Tensor) else find_bs(learn.yb); self._n += bs
     with torch.no_grad():
         learn.loss = learn.loss + term
-        torch._foreach_add_(self._sums[:3], [task.mean() if task.dim() else task, term, cos.mean()], alpha=bs)
+        torch._foreach_add_(self._sums[:3], [task.mean() if task.dim() else task, term, cos], alpha=bs)
 
 @patch
 def after_train(self:AttributionRegularizer):
     "The epoch's mean task loss, penalty and cosine (one host sync); a named error for NaN inputs or losses."
-    s = self._sums   # one host sync: a copy of the four sums, or four scalar reads on the CPU
-    *vals, bad = torch.stack(s).tolist() if s[0].device.type != 'cpu' else [t.item() for t in s]
-    vals = [v / max(self._n, 1) for v in vals]
+    s = self._sums if self._checked else self._sums[:3]   # the NaN-input count when an input was checked this epoch
+    v = torch.stack(s).tolist() if s[0].device.type != 'cpu' else [t.item() for t in s]   # one host sync (CPU: scalar reads)
+    vals, bad = [t / max(self._n, 1) for t in v[:3]], v[3:] and v[3]
+    torch._foreach_zero_(s); self._n, self._checked = 0, False
     if bad: self._fail(InputError(f"The training inputs hold NaN or infinite values (epoch {self.epoch}): fill "
         "them before training (fastai's FillMissing, or DataFrame.fillna) or drop those rows."))
     if not all(map(math.isfinite, vals)): self._fail(LLMKDError(f"The loss became NaN or infinite in epoch {self.epoch} "
