@@ -121,7 +121,6 @@ torch_adam = TinyAdam   # torch.optim.Adam's defaults (lr aside), as the paper
 # %% ../nbs/03a_small.ipynb #a54b5490
 def stacked_bce(pred, y):
     "Sum over repetitions of each one's mean binary cross-entropy with logits: pred (R, N, 1) or (R, N), y (R, N); or one model's (N,)."
-    if y.dim() == 1: return F.binary_cross_entropy_with_logits(pred.reshape(y.shape), y.float())   # one model: PyTorch's mean, as the official code
     return F.binary_cross_entropy_with_logits(pred.reshape(y.shape), y.float(), reduction='none').mean(-1).sum()
 
 def fit_small(model:nn.Module, x:torch.Tensor, y:torch.Tensor, # model, inputs (N, F) or (R, N, F), 0/1 targets (N,) or (R, N)

@@ -143,9 +143,10 @@ def _class_means(attr, group, K:int, sync:bool=False) -> tuple:
 def _penalty_from_means(g, count, ut, reduce:bool=False) -> tuple:
     "Penalty and cosine per repetition of batch-mean attributions g (R, K, F) against unit prior columns `ut` (F, K), averaged over the classes present; `reduce` (no classes): their means"
     if count is None:
-        if reduce: return _mse_cos(g, ut[:, 0], True)
+        if reduce and g.dim() == 2: return _mse_cos(g, ut[:, 0], True)   # one model: its scalars (stacked: the mean of each one's)
         mse, cos = _mse_cos(g, ut[:, 0])                              # (1,) or (R, 1)
-        return (mse, cos) if g.dim() == 2 else (mse[..., 0], cos[..., 0])
+        if g.dim() == 2: return mse, cos
+        return (mse.mean(), cos.mean()) if reduce else (mse[..., 0], cos[..., 0])
     mse, cos = _mse_cos(g, ut.T)                                      # (R, K)
     present = (count > 0).to(g.dtype)
     norm = present.sum(-1)
@@ -206,9 +207,18 @@ def _capture_io(layer:nn.Module):
     try: yield io
     finally: h.remove()
 
+_ones_cache = {}
+def _ones(t:torch.Tensor) -> torch.Tensor:
+    "Ones shaped like `t`, made once per shape/dtype/device (autograd's `grad_outputs` only reads them)"
+    k = (t.shape, t.dtype, t.device)
+    if k not in _ones_cache:
+        if len(_ones_cache) > 16: _ones_cache.clear()
+        _ones_cache[k] = torch.ones_like(t, memory_format=torch.contiguous_format)
+    return _ones_cache[k]
+
 def _linear_class_means(lin, h, f, group, K:int, sync:bool=False) -> tuple:
     "Batch-mean input gradient of `f` per class (R, K, F) as mean(df/dh) W at the leading linear layer's output `h`; class counts"
-    gh = torch.autograd.grad(f.sum(), h, create_graph=True)[0]
+    gh = torch.autograd.grad(f, h, _ones(f), create_graph=True)[0]   # d(sum f)/dh
     if group is None and not sync: g, count = gh.mean(-2, keepdim=True), None   # (1, H) or (R, 1, H)
     else:
         if gh.dim() == 2: gh = gh[None]
