@@ -284,6 +284,21 @@ class StackedMLP(nn.Sequential):
         "Repetition `r` as an independent `nn.Sequential` MLP (a copy)."
         return nn.Sequential(self[0].unstack(r), nn.ReLU(), self[2].unstack(r))
 
+# %% ../../nbs/03_callback.attribution.ipynb #e5a1c0d1
+def _relu_mlp_out(model, lin):
+    "The output layer when `model` is `lin` -> ReLU -> Linear with one output (a plain `nn.Sequential`, or `StackedMLP`), else None"
+    if type(model).forward is not nn.Sequential.forward or len(model) != 3 or model[0] is not lin: return None
+    if type(model[1]) is not nn.ReLU or not isinstance(model[2], _linear_layers): return None
+    W = model[2].weight   # nn.Linear: (1, H); StackedLinear: (R, H, 1)
+    return model[2] if (W.shape[0] if isinstance(model[2], nn.Linear) else W.shape[-1]) == 1 else None
+
+def _relu_mlp_means(lin, out_layer, h):
+    "Batch-mean input gradient of a Linear -> ReLU -> Linear logit from the first layer's output `h`: (1, F) or (R, 1, F)"
+    m = (h > 0).to(h.dtype).mean(-2, keepdim=True)                   # mean_i relu'(h_i): (1, H) or (R, 1, H)
+    w2 = out_layer.weight if isinstance(out_layer, nn.Linear) else out_layer.weight.transpose(-1, -2)
+    W1 = lin.weight if isinstance(lin, nn.Linear) else lin.weight.transpose(-1, -2)   # (H, F) or (R, H, F)
+    return (w2 * m) @ W1
+
 # %% ../../nbs/03_callback.attribution.ipynb #dd212521
 def _prior_table(prior) -> tuple:
     "(feature names or None, class names or None, scores (F, K)) of a prior in any form users hold; InputError on NaN"
@@ -401,6 +416,7 @@ def _setup(self:AttributionRegularizer):
     self._bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     self._lin = _leading_linear(model) if self.linear_shortcut and self.method == 'input_grad' and not self._xi else None
     self._lin_model = self._lin is model and self.target.shape[1] == 1 and self._ws == 1   # a linear model: attributions are its weights
+    self._relu_out = _relu_mlp_out(model, self._lin) if self._lin is not None and self.target.shape[1] == 1 and self._ws == 1 else None
 
 # %% ../../nbs/03_callback.attribution.ipynb #d0d7f4fb
 @patch
@@ -541,6 +557,9 @@ def _penalty(self:AttributionRegularizer, y) -> tuple:
         if self._io is not None and self._io[0] is x:
             group = self._group(y, x.shape[:-1])
             lead, K = x.shape[:-1], self.target.shape[1]
+            if self._relu_out is not None and out.shape == (*lead, 1):   # Linear -> ReLU -> Linear: in closed form
+                g = _relu_mlp_means(self._lin, self._relu_out, self._io[1])
+                return _penalty_from_means(self._check_width(self._scored(g)), None, self._ut, reduce=True)
             f = out if K == 1 and out.shape == (*lead, 1) else prior_logit(out, lead, K, group, self._pos)   # one logit: same sum, no select
             g, count = _linear_class_means(self._lin, self._io[1], f, group, K, self._ws > 1)
             return _penalty_from_means(self._check_width(self._scored(g)), count, self._ut, reduce=True)
