@@ -71,6 +71,7 @@ class SmallLearner(Learner):
 # %% ../nbs/03a_small.ipynb #b3c1e7a1
 class SmallTrainEval(TrainEvalCallback):
     "`TrainEvalCallback` at a tiny model's per-batch cost: the `Learner` read directly, `model.train()` only when a module is in eval mode."
+    def __init__(self): super().__init__()
     def before_fit(self):
         super().before_fit(); mods = list(self.learn.model.modules())
         self._mods = mods if all(type(m).train is nn.Module.train for m in mods) else None   # a custom `train` always runs
@@ -116,7 +117,7 @@ class TinyAdam(OptimWrapper):
         with torch.no_grad():
             for g in o.param_groups: _adam_update(g, o.state)
 
-torch_adam = TinyAdam   # torch.optim.Adam's defaults (lr aside), as the paper
+torch_adam = partial(TinyAdam)   # the `opt_func` of `fit_small`: torch.optim.Adam's defaults (lr aside), as the paper
 
 # %% ../nbs/03a_small.ipynb #a54b5490
 def stacked_bce(pred, y):
