@@ -11,6 +11,9 @@ __all__ = ['OPENAI_BATCH_LIMITS', 'BATCH_URL', 'BATCH_DISCOUNT', 'BATCH_FAULTS',
 
 # %% ../nbs/01a_batch.ipynb #00000004
 import copy, itertools, json, logging, sqlite3, threading, time, uuid
+from contextlib import contextmanager
+try: import fcntl
+except ImportError: fcntl = None   # not on Windows: there, one process per cache file
 from collections import Counter
 from collections import deque
 from dataclasses import dataclass, field
@@ -631,6 +634,16 @@ def _check_waits(poll_interval, max_poll_interval, timeout, max_rounds, discount
     if timeout is not None: check_number(timeout, 'timeout (seconds)', lo=0)
     check_number(max_rounds, 'max_rounds', lo=0, integer=True); check_number(discount, 'discount (batch price / online price)', lo=0, hi=1)
 
+# %% ../nbs/01a_batch.ipynb #b0a1c0c1
+@contextmanager
+def _submission_lock(path:Path):
+    "Hold the cache's batch-submission lock: processes sharing a cache submit one at a time (released if the holder dies)"
+    if fcntl is None: yield; return
+    with open(f'{path}.submit.lock', 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
 # %% ../nbs/01a_batch.ipynb #0000003b
 # over 30 lines: the documented signature takes 14 of them
 def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (its endpoint must serve /v1/files and /v1/batches)
@@ -654,9 +667,10 @@ def prefill_batch(teacher:Teacher, # teacher whose cache receives the answers (i
     workdir, limits = Path(workdir or path.parent/'batches'), dict(max_requests=max_requests, max_bytes=max_bytes)
     keys = [k for k, _ in batch_requests(teacher, items, **ask_kwargs)]
     try:
-        _resume(jobs, client, teacher.base_url, rep)
         for rnd in range((max_rounds if retry == 'batch' else 0) + 1):
-            n = _submit(teacher, jobs, client, batch_requests(teacher, items, **ask_kwargs), rep, workdir, limits, count=rnd == 0)
+            with _submission_lock(path):   # another process's submissions finish first, then count as resumed here
+                if rnd == 0: _resume(jobs, client, teacher.base_url, rep)
+                n = _submit(teacher, jobs, client, batch_requests(teacher, items, **ask_kwargs), rep, workdir, limits, count=rnd == 0)
             if rnd: rep.retried_batch += n
             else: rep.submitted = n
             if not _wait(teacher, jobs, client, rep, poll_interval, max_poll_interval, timeout, discount, keep_files):

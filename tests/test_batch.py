@@ -80,7 +80,8 @@ CHILD = textwrap.dedent(f'''
     url, cache = sys.argv[1], sys.argv[2]
     items = [f'text number {{i}} about {{"sport" if i % 3 else "tech"}}' for i in range(1000)]
     t = Teacher('test-model', url, api_key={SECRET!r}, cache_dir=cache)
-    prefill_batch(t, items, poll_interval=0.02, max_poll_interval=0.05, max_requests=100, logprobs=True)
+    rep = prefill_batch(t, items, poll_interval=0.02, max_poll_interval=0.05, max_requests=100, logprobs=True)
+    print(len(rep.failed), rep.pending, rep.submitted, rep.resumed)
 ''')
 
 
@@ -392,3 +393,20 @@ def test_pseudo_label_mode_batch_without_probe_and_bad_modes(tmp_path):
         with pytest.raises(InputError, match="sends no request"):
             pseudo_label(ITEMS[:3], ['sport', 'tech'], teacher=EmbeddingTeacher(['sport', 'tech']), mode='batch')
         assert srv.requests == [] and srv.batch_rows == [] and srv.files == {}
+
+
+def test_two_processes_on_one_cache_submit_each_row_once(tmp_path):
+    "Two drivers started together on one cache: submission is serialised, so no row is submitted twice and both finish"
+    with BatchServer(step=0.05, api_latency=0.1) as srv:
+        ps = [subprocess.Popen([sys.executable, '-c', CHILD, srv.base_url, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(2)]
+        reps = []
+        for p in ps:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+            reps.append(tuple(map(int, out.decode().split())))
+        assert all(r[:2] == (0, 0) for r in reps)               # each returns with nothing failed or pending
+        assert sorted(r[2] for r in reps) == [0, 1000]          # one submitted every row; the other found them submitted
+        counts = Counter(srv.batch_rows)
+        assert len(counts) == 1000 and max(counts.values()) == 1
+        assert n_answers(tmp_path/'teacher.sqlite') == 1000 and srv.requests == []
