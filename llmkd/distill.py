@@ -17,8 +17,8 @@ from .pseudolabel import (BBC_TOPICS, bbc_news, embed_texts, EmbeddingTeacher, p
 from .cli import add_command, add_teacher_options, teacher_from_args
 
 # %% auto #0
-__all__ = ['distill_data', 'student_model', 'llkd_settings', 'train_student', 'EmptyTensors', 'export_student', 'predict_texts',
-           'DistillReport', 'distill', 'add_distill_parser', 'run_distill']
+__all__ = ['distill_data', 'student_model', 'llkd_settings', 'train_student', 'train_transformer_student', 'EmptyTensors',
+           'export_student', 'predict_texts', 'DistillReport', 'distill', 'add_distill_parser', 'run_distill']
 
 # %% ../nbs/11_distill.ipynb #d1000006
 def _labels(labels) -> dict:
@@ -99,6 +99,26 @@ def train_student(x_pool, y_pool, conf, # pool embeddings (N, d), pseudo-label i
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     return learn
 
+# %% ../nbs/11_distill.ipynb #d3000001
+def train_transformer_student(texts, y_pool, conf, # pool texts, pseudo-label indices (N,), teacher confidences (N,)
+                              valid_texts, y_valid, classes:Sequence[str], # validation texts and label indices; class names
+                              epochs:int=3, bs:int=16, lr:float=1e-3, seed:int=0, # epochs, batch size, the head's learning rate (encoder: lr/20)
+                              max_len:int=128, # tokens kept per text
+                              strategy:str='llkd', # 'llkd' or a baseline of `Learner.llkd`
+                              **sel_kwargs): # selector arguments (`llkd_settings`)
+    "A fastai `Learner` with MiniLM fine-tuned end to end (`unfreeze` + `fit_one_cycle`) on the pseudo-labels `strategy` selects."
+    from fastai.torch_core import set_seed
+    from llmkd.student import transformer_learner
+    import llmkd.callback.selection  # Learner.llkd
+    check_number(max_len, 'max_len (tokens per text)', lo=2, integer=True)
+    set_seed(seed, reproducible=True)
+    learn = transformer_learner(list(texts), list(y_pool), list(valid_texts), list(y_valid), vocab=list(classes), max_len=int(max_len),
+                                bs=bs, seed=seed, metrics=None)
+    learn.unfreeze()
+    learn.llkd(conf, strategy, **sel_kwargs)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, slice(lr / 20, lr))
+    return learn
+
 # %% ../nbs/11_distill.ipynb #d1000019
 from torch.utils.data import TensorDataset
 
@@ -109,14 +129,14 @@ class EmptyTensors(TensorDataset):
         super().__init__(torch.zeros(0, n_in), torch.zeros(0, dtype=torch.long))
     def new_empty(self): return self
 
-def export_student(learn, path:str|Path, classes:Sequence[str], embedder:str=MINILM_ID) -> Path:
-    "Save the trained student as a fastai Learner without its selector and data (loaded back with `load_learner`)."
-    import torch
+def export_student(learn, path:str|Path, classes:Sequence[str], embedder:str|None=MINILM_ID) -> Path:
+    "Save a trained student (either kind) as a fastai Learner without its selector and data (loaded back with `load_learner`)."
     from fastai.data.core import DataLoaders
     from llmkd.callback.selection import SampleSelector, TensorDL
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, SampleSelector)])
-    empty = EmptyTensors(learn.dls.train.tensors[0].shape[1])
-    learn.dls = DataLoaders(TensorDL(empty), TensorDL(empty))
+    if isinstance(learn.dls.train, TensorDL):   # embedding student; the transformer's `TextDL`s empty themselves in `export`
+        empty = EmptyTensors(learn.dls.train.tensors[0].shape[1])
+        learn.dls = DataLoaders(TensorDL(empty), TensorDL(empty))
     learn.classes, learn.embedder = list(classes), embedder
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = path.parent, '.'
@@ -124,9 +144,16 @@ def export_student(learn, path:str|Path, classes:Sequence[str], embedder:str=MIN
     return path
 
 # %% ../nbs/11_distill.ipynb #d1000019a
+def _is_transformer(learn) -> bool:
+    from llmkd.student import TransformerClassifier
+    return isinstance(learn.model, TransformerClassifier)
+
 def predict_texts(learn, texts:Sequence[str], batch_size:int=256, cache:bool=True) -> pd.DataFrame:
-    "Labels and class probabilities of `texts` from an exported student (DataFrame: label, confidence, probs)."
+    "Labels and class probabilities of `texts` from a student of either kind (DataFrame: label, confidence, probs)."
     import torch
+    if _is_transformer(learn):
+        from llmkd.student import transformer_predict
+        return transformer_predict(learn, texts, bs=batch_size)
     x = torch.as_tensor(embed_texts(check_texts(texts), max_chars=1000, cache=cache))
     learn.model.eval()
     with torch.no_grad(): p = torch.cat([learn.model(x[i:i+batch_size]).softmax(-1) for i in range(0, len(x), batch_size)]).numpy()
@@ -141,6 +168,7 @@ class DistillReport:
     teacher_requests:int; teacher_tokens:int; teacher_cost:float|None; estimate:dict
     student_s_per_1000:float; teacher_s_per_1000:float|None; seconds:float; learner:str; pseudo_labels:str
     teacher_batch_requests:int=0; teacher_batch_cost:float|None=None # requests answered through the batch API (`--batch`) and their cost
+    student:str='embedding' # 'embedding' (MLP over sentence embeddings) or 'transformer' (MiniLM fine-tuned)
     def to_markdown(self) -> str:
         f = lambda v, p='.3f': 'n/a' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, p)
         cal = self.calibration or {}
@@ -152,7 +180,7 @@ class DistillReport:
             f"  teacher{' online' if self.teacher_batch_requests else ''}: {self.teacher_requests} requests, {self.teacher_tokens} tokens, cost {f(self.teacher_cost, '.4f')} (estimated beforehand: {self.estimate.get('requests')} requests, cost {f(self.estimate.get('cost'), '.4f')})",
             *([f"  through batches: {self.teacher_batch_requests} requests, cost {f(self.teacher_batch_cost, '.4f')} (estimated {f(self.estimate.get('batch_cost'), '.4f')})"] if self.teacher_batch_requests else []),
             f"  latency per 1,000 texts: student {self.student_s_per_1000:.2f} s, teacher {f(self.teacher_s_per_1000, '.2f')} s",
-            f"  {self.seconds:.0f} s in all; student: {self.learner}; pseudo-labels: {self.pseudo_labels}"])
+            f"  {self.seconds:.0f} s in all; student ({self.student}): {self.learner}; pseudo-labels: {self.pseudo_labels}"])
 
 # %% ../nbs/11_distill.ipynb #d1000023
 def _is_llm(teacher) -> bool: return hasattr(teacher, 'ask') and hasattr(teacher, 'map')
@@ -185,22 +213,44 @@ def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs, batch
     pl.drop(columns=['probs']).to_csv(out/'pseudo_labels.csv', index=False)
     return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None), dict(teacher_batch_requests=nb, teacher_batch_cost=sum(costs) if costs else None)
 
+# %% ../nbs/11_distill.ipynb #d3000006
+_STUDENT_DEFAULTS = {'embedding': dict(epochs=20, bs=64, lr=3e-3), 'transformer': dict(epochs=3, bs=16, lr=1e-3)}
+
+def _train(student, df, y_all, conf_all, pool, ev, has_eval, classes, epochs, bs, lr, seed, max_chars, max_len, llkd) -> tuple:
+    "The `student` trained with LLKD on the pool's pseudo-labels, and the selector settings it used."
+    kw = llkd_settings(epochs * -(-len(pool) // bs), **(llkd or {}))
+    vrows = ev if has_eval else pool[:64]
+    vy = np.asarray([classes.index(g) for g in df.gold.iloc[ev]] if has_eval else y_all[pool[:64]])
+    if student == 'transformer':
+        texts = [t[:max_chars] for t in df.text]
+        vrows, vy = vrows[:64], vy[:64]   # validation loss on at most 64 texts per epoch; the report's F1 uses every gold row
+        learn = train_transformer_student([texts[i] for i in pool], y_all[pool], conf_all[pool], [texts[i] for i in vrows], vy, classes,
+                                          epochs, bs, lr, seed, max_len, **kw)
+    else:
+        X = embed_texts(df.text.tolist(), max_chars=max_chars)
+        learn = train_student(X[pool], y_all[pool], conf_all[pool], X[vrows], vy, len(classes), epochs, bs, lr, seed, **kw)
+    return learn, kw
+
 # %% ../nbs/11_distill.ipynb #d1000025
-# over 30 lines: the documented signature (docments) takes 13 of them
+# over 30 lines: the documented signature (docments) takes 15 of them
 def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=None, # CSV path or DataFrame (None: the shipped BBC News); label names or {label: description}
             text_col:str='text', gold_col:str|None=None, # text column; optional gold-label column
             teacher='embedding', # 'embedding' (offline zero-shot), a `llmkd.teacher.Teacher`, or any `pseudo_label` teacher
             out:str|Path='llmkd_distill', # folder for report.json, pseudo_labels.csv and student.pkl
             dry_run:bool=False, # only estimate the teacher's cost; pays nothing
             eval_frac:float=0.25, # share held out for evaluation when every row has a gold label
-            epochs:int=20, bs:int=64, lr:float=3e-3, seed:int=0,
+            epochs:int|None=None, bs:int|None=None, lr:float|None=None, seed:int=0, # None: 20, 64, 3e-3 (embedding student); 3, 16, 1e-3 (transformer)
             llkd:dict|None=None, # `llkd_settings` arguments (default: the selector's own)
             max_chars:int=1000, # truncate texts for the teacher and the student
             batch:bool=False, # LLM teacher: label through the endpoint's batch API (`pseudo_label(mode='batch')`); a rerun resumes waiting batches
             poll_interval:float=5., # with `batch`: first wait between polls of the batches (seconds)
+            student:str='embedding', # 'embedding': MLP over frozen MiniLM embeddings; 'transformer': MiniLM fine-tuned end to end
+            max_len:int=128, # transformer student: tokens kept per text
             **label_kwargs): # more `pseudo_label` arguments for an LLM teacher (structured, top_logprobs, max_tokens ...)
-    "Label a CSV with `teacher`, train a student with LLKD, write and return a `DistillReport` (a cost estimate with `dry_run`)."
+    "Label a CSV with `teacher`, train a student with LLKD (`fit_one_cycle`; the transformer unfrozen, at discriminative rates), write and return a `DistillReport` (a cost estimate with `dry_run`)."
     t_start, out = time.perf_counter(), Path(out)
+    if student not in _STUDENT_DEFAULTS: raise InputError(f"student={student!r} is not known: use 'embedding' or 'transformer'")
+    check_number(max_len, 'max_len (tokens per text)', lo=2, integer=True)
     df, labels = distill_data(csv, labels, text_col, gold_col)
     classes = list(labels)
     teacher = EmbeddingTeacher(labels, max_chars=max_chars) if isinstance(teacher, str) and teacher == 'embedding' else teacher
@@ -212,21 +262,20 @@ def distill(csv:str|Path|pd.DataFrame|None=None, labels:list|dict|str|Path|None=
     pl, teacher_lat, batch_stats = _pseudo_labels(df, labels, teacher, out, max_chars, label_kwargs, batch_options)
     y_all, conf_all = pseudo_label_targets(pl, classes)
     pool, ev = _split(df.gold, eval_frac, seed)
-    X = embed_texts(df.text.tolist(), max_chars=max_chars)
     has_eval = len(ev) > 0 and df.gold.notna().any()
-    vx, vy = (X[ev], [classes.index(g) for g in df.gold[ev]]) if has_eval else (X[pool[:64]], y_all[pool[:64]])
-    kw = llkd_settings(epochs * -(-len(pool) // bs), **(llkd or {}))
-    learn = train_student(X[pool], y_all[pool], conf_all[pool], vx, vy, len(classes), epochs, bs, lr, seed, **kw)
-    return _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats)
+    hp = {k: v if v is not None else _STUDENT_DEFAULTS[student][k] for k, v in dict(epochs=epochs, bs=bs, lr=lr).items()}
+    learn, kw = _train(student, df, y_all, conf_all, pool, ev, has_eval, classes, seed=seed, max_chars=max_chars, max_len=max_len, llkd=llkd, **hp)
+    return _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats, student)
+
 
 # %% ../nbs/11_distill.ipynb #d1000026
-def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats:dict) -> DistillReport:
+def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat, kw, out, csv, t_start, batch_stats:dict, student:str='embedding') -> DistillReport:
     "Evaluate, time, export and write the report."
     from sklearn.metrics import f1_score
     from llmkd.callback.selection import SampleSelector
     classes = list(labels)
     used = float(next(cb for cb in learn.cbs if isinstance(cb, SampleSelector)).used.float().mean())
-    path = export_student(learn, out/'student.pkl', classes)
+    path = export_student(learn, out/'student.pkl', classes, embedder=MINILM_ID if student == 'embedding' else None)
     sample = df.text.iloc[ev if has_eval else pool].tolist()[:64]   # timed without the embedding cache
     predict_texts(learn, sample[:2], cache=False)   # load the sentence model before timing
     s_lat = _latency(lambda ts: predict_texts(learn, ts, cache=False), sample)
@@ -242,7 +291,7 @@ def _finish(learn, df, pl, labels, teacher, pool, ev, has_eval, est, teacher_lat
     rep = DistillReport('BBC News (shipped)' if csv is None else str(csv if not isinstance(csv, pd.DataFrame) else 'DataFrame'),
                         len(df), len(pool), len(ev) if has_eval else 0, classes, repr(teacher), pl.confidence_source.value_counts().to_dict(),
                         s_f1, t_f1, cal, used, kw, u.requests if u else 0, u.total_tokens if u else 0, u.cost if u else 0., est,
-                        s_lat, teacher_lat, time.perf_counter() - t_start, str(path), str(out/'pseudo_labels.csv'), **batch_stats)
+                        s_lat, teacher_lat, time.perf_counter() - t_start, str(path), str(out/'pseudo_labels.csv'), **batch_stats, student=student)
     (out/'report.json').write_text(json.dumps(asdict(rep), indent=1, default=float))
     return rep
 
@@ -257,7 +306,11 @@ def add_distill_parser(subparsers):
     d.add_argument('--no-structured', action='store_true', help='ask for bare labels (servers without JSON schema)')
     d.add_argument('--dry-run', action='store_true', help='print the cost estimate (online and batch price) and stop; pays nothing')
     d.add_argument('--out', default='llmkd_distill', help='output folder (report.json, pseudo_labels.csv, student.pkl)')
-    d.add_argument('--epochs', type=int, default=20); d.add_argument('--seed', type=int, default=0)
+    d.add_argument('--student', choices=['embedding', 'transformer'], default='embedding',
+                   help='MLP over frozen MiniLM sentence embeddings (seconds on a CPU), or MiniLM fine-tuned end to end (minutes on a CPU)')
+    d.add_argument('--max-len', type=int, default=128, help='transformer student: tokens kept per text')
+    d.add_argument('--epochs', type=int, default=None, help='training epochs (default: 20 for the embedding student, 3 for the transformer)')
+    d.add_argument('--seed', type=int, default=0)
     d.add_argument('--eval-frac', type=float, default=0.25, help='held-out share when every row has a gold label')
     add_teacher_options(d)
     return d
@@ -268,7 +321,8 @@ def run_distill(args):
     teacher = teacher_from_args(args) if args.teacher == 'llm' else 'embedding'
     kw = {k: v for k, v in dict(max_tokens=args.max_tokens, structured=False if args.no_structured else None).items() if v is not None}
     res = distill(args.csv, args.labels, args.text_col, args.gold_col, teacher, args.out, args.dry_run, args.eval_frac, args.epochs, seed=args.seed,
-                  batch=args.batch, poll_interval=args.poll_interval, **kw)
+                  batch=args.batch, poll_interval=args.poll_interval,
+                  student=args.student, max_len=args.max_len, **kw)
     if args.dry_run:
         cost = ('cost unknown (give --price-prompt and --price-completion)' if res['cost'] is None else
                 f"cost ${res['cost']:.4g} online, ${res['batch_cost']:.4g} through batches (--batch)")

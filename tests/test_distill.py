@@ -121,3 +121,40 @@ def test_batch_run_labels_through_batches_like_online(csv, tmp_path, monkeypatch
         run_distill(parse(*base, '--base-url', srv.base_url, '--out', str(tmp_path/'x'), '--batch', '--poll-interval', '-1'))
     with pytest.raises(InputError, match=r'use an LLM teacher \(--teacher llm\)'):
         run_distill(parse('--csv', str(csv), '--text-col', 'article', '--labels', 'sport,business', '--out', str(tmp_path/'y'), '--batch'))
+
+
+def test_transformer_student_cli_run_exports_a_learner_that_predicts_as_before(tmp_path, monkeypatch, capsys):
+    "`--student transformer` on a 40-row CSV: report.json has the embedding run's fields, student.pkl reloads and labels as the trained learner did"
+    import llmkd.distill as ld
+    df = bbc_news().drop_duplicates('text')
+    df = pd.concat([df[df.label == 'sport'].iloc[:20], df[df.label == 'business'].iloc[:20]]).sample(frac=1, random_state=1)
+    df = df.assign(gold=[l if i % 4 == 0 else None for i, l in enumerate(df.label)])[['text', 'gold']]
+    df.to_csv(tmp_path/'tiny.csv', index=False)
+    ev = df.gold.notna().to_numpy()
+    seen = {}
+    def spy(learn, path, classes, **kw):   # the trained learner's labels just before it is exported
+        seen['before'] = ld.predict_texts(learn, df.text[ev].tolist()).label.tolist()
+        return export(learn, path, classes, **kw)
+    export = ld.export_student
+    monkeypatch.setattr(ld, 'export_student', spy)
+    rep = run_distill(parse('--csv', str(tmp_path/'tiny.csv'), '--gold-col', 'gold', '--labels', 'sport,business', '--student', 'transformer',
+                            '--max-len', '32', '--epochs', '1', '--out', str(tmp_path/'out')))
+    assert 'student (transformer)' in capsys.readouterr().out
+    js = json.loads((tmp_path/'out'/'report.json').read_text())
+    assert (js['student'], js['n_pool'], js['n_eval'], js['classes']) == ('transformer', 30, 10, ['sport', 'business'])
+    assert js['learner'] == str(tmp_path/'out'/'student.pkl') and 0 < js['pool_used'] <= 1 and js['student_s_per_1000'] > 0
+    student = load_learner(tmp_path/'out'/'student.pkl')
+    after = predict_texts(student, df.text[ev].tolist()).label.tolist()
+    assert after == seen['before']
+    assert js['student_f1'] == pytest.approx(f1_score(df.gold[ev], after, average='macro'))
+    assert len(student.dls.train.dataset) == 0 and student.dls.vocab == ['sport', 'business']   # no training texts in the pickle
+    assert rep.student_f1 == js['student_f1']
+
+
+def test_student_options_are_checked_before_any_request(tmp_path):
+    with pytest.raises(SystemExit): parse('--student', 'bert')
+    with LLMServer() as srv:
+        with pytest.raises(InputError, match='max_len'):
+            run_distill(parse('--labels', 'sport,business', '--teacher', 'llm', '--model', 'm', '--base-url', srv.base_url,
+                              '--student', 'transformer', '--max-len', '0', '--out', str(tmp_path/'o')))
+        assert len(srv.requests) == 0
