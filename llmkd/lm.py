@@ -184,6 +184,7 @@ def _cut(text, stop):
     m = re.search(stop, text) if stop else None
     return text[:m.end()] if m else text
 
+# %% ../nbs/06_lm.ipynb #82f11ec0
 def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop=None):
     "Decoded continuations of the token lists `ids`, generated in left-padded batches of similar length."
     from transformers import StoppingCriteriaList

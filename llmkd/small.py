@@ -27,6 +27,8 @@ class FullBatch:
     def __init__(self, x:torch.Tensor, y:torch.Tensor): self.train, self.valid, self.device, self.n_inp = [(x, y)], [], x.device, 1
     def __getitem__(self, i): return (self.train, self.valid)[i]
 
+# %% ../nbs/03a_small.ipynb #853d452f
+# over 30 lines: one definition that does not split further
 class SmallLearner(Learner):
     "A `Learner` for tiny fits: events reach only the callbacks that handle them; no validation pass on an empty `valid`."
     def __init__(self, dls, model:nn.Module, # a `FullBatch` (or any DataLoaders) and the model
@@ -104,6 +106,7 @@ def _adam_update(g, state):
     d = torch._foreach_sqrt(v); torch._foreach_div_(d, [(1 - b2 ** k) ** 0.5 for k in n]); torch._foreach_add_(d, g['eps'])
     torch._foreach_addcdiv_(ps, m, d, [-(g['lr'] / (1 - b1 ** k)) for k in n])
 
+# %% ../nbs/03a_small.ipynb #1ee57012
 class TinyAdam(OptimWrapper):
     "`torch.optim.Adam` whose update runs as a few multi-tensor calls: the same numbers, a fraction of its per-step cost on a tiny model."
     def __init__(self, params, lr:float=1e-3, **kwargs): super().__init__(params, opt=torch.optim.Adam, lr=lr, **kwargs)  # as `torch.optim.Adam`

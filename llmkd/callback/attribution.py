@@ -208,6 +208,8 @@ def _capture_io(layer:nn.Module):
     finally: h.remove()
 
 _ones_cache = {}
+
+# %% ../../nbs/03_callback.attribution.ipynb #ad581e57
 def _ones(t:torch.Tensor) -> torch.Tensor:
     "Ones shaped like `t`, made once per shape/dtype/device (autograd's `grad_outputs` only reads them)"
     k = (t.shape, t.dtype, t.device)
@@ -463,6 +465,7 @@ def _pre_hook(self:AttributionRegularizer, m, args):
     args = list(args); self._x = args[self._xi] = x.detach().requires_grad_()
     return tuple(args)
 
+# %% ../../nbs/03_callback.attribution.ipynb #0b12ae6e
 @patch
 def _emb_hook(self:AttributionRegularizer, k:int):
     def hook(m, inp, out):
@@ -567,6 +570,7 @@ def _penalty(self:AttributionRegularizer, y) -> tuple:
     a, v, group = _stacked(*self._attributions(y, fresh))
     return penalty_from_attributions(self._check_width(a), self.target, group, v, self._ws > 1)
 
+# %% ../../nbs/03_callback.attribution.ipynb #c8eff346
 @patch
 def _scored(self:AttributionRegularizer, g):
     "The scored inputs of attributions `g`, in the target's order (no copy when they are all the inputs in order)"
@@ -614,6 +618,7 @@ def after_loss(self:AttributionRegularizer):
         learn.loss = learn.loss + term
         torch._foreach_add_(self._sums[:3], [task.mean() if task.dim() else task, term, cos], alpha=bs)
 
+# %% ../../nbs/03_callback.attribution.ipynb #e539a78b
 @patch
 def after_train(self:AttributionRegularizer):
     "The epoch's mean task loss, penalty and cosine (one host sync); a named error for NaN inputs or losses."
