@@ -5,7 +5,8 @@
 #   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
 # Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
-#   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds.
+#   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds;
+#   LLMKD_STRATEGIES=elad,random runs only those ELAD strategies.
 #   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
@@ -68,6 +69,7 @@ if what in ('elad', 'both'):
     write = writer(f'{out}/elad_evidence.csv', fields)
     for seed in E['seeds']:
         for sel in [ELADSelection(), RandomSelection(), DisagreementSelection(), LeastConfidenceSelection()]:
+            if os.environ.get('LLMKD_STRATEGIES') and sel.name not in os.environ['LLMKD_STRATEGIES'].split(','): continue
             if (sel.name, seed) in done: print(f'ELAD {sel.name} seed {seed}: already in the CSV', flush=True); continue
             torch.manual_seed(seed)
             stu = LMStudent(copy.deepcopy(base), tok, max_new_tokens=E['max_new_tokens'], answer_tokens=6, lr=E['lr'], epochs=E['epochs'],
