@@ -325,13 +325,13 @@ def _rows(name, k, method, model, laat, gam, fit_s, logits, yt) -> list:
                  auc=roc_auc_score(t, l) if 0 < t.sum() < len(t) else np.nan, accuracy=float(((l > 0) == (t > .5)).mean()))
             for r,(l,t,g) in enumerate(zip(logits, yt, gam))]
 
-def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, **kw) -> tuple:
+def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, pool=True, **kw) -> tuple:
     "Rows for one student: without LAAT, then with each gamma ('auto', 'auto-rep': `choose_gamma`, one CV for both); attributions by method."
     R, rows, att, A, cv = len(x), [], {}, arch.upper(), None
     for g in [0.] + (list(gammas) if prior is not None else []):
         t0 = time.perf_counter()
         if g in AUTO_NAMES:
-            gam, cv = choose_gamma(x, y, prior, feats, arch, pool=g == 'auto', epochs=epochs, lr=lr, seed=seed, return_cv=True, cv=cv,
+            gam, cv = choose_gamma(x, y, prior, feats, arch, pool=pool and g == 'auto', epochs=epochs, lr=lr, seed=seed, return_cv=True, cv=cv,
                                    transform=kw.get('transform', 'signed_exp'))
         else: gam = np.full(R, float(g))
         logits, a = _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **kw)
@@ -359,7 +359,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
                 shots=(1, 5, 10), # rows per class (ints, or 'all': every non-test row)
                 reps:int=20, # repetitions per shot count, fitted together
                 archs=('lr', 'mlp'), # students
-                gamma=100., # LAAT weight: a number (paper: 100), 'auto' (`choose_gamma`, one gamma per shot count), 'auto-rep' (one per repetition), or a list of them
+                gamma=100., # LAAT weight: a number (paper: 100), 'auto' (`choose_gamma`, one gamma per shot count; per repetition when `test='rest'`), 'auto-rep' (one per repetition), or a list of them
                 test:str|np.ndarray|None=None, # None: the dataset's fixed split (a DataFrame: 'rest'); 'rest': every non-shot row (the paper); or a boolean mask
                 shot_idx:np.ndarray|None=None, # given shot rows (reps, n) instead of drawing them (then `shots` is ignored)
                 target:str|None=None, positive_class:str|int|None=None, # DataFrame input: target column and the class LAAT scores (default: last sorted)
@@ -380,7 +380,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
         xs, xt = scale_by_shots(X, tr, te); ys, yt = y[tr], y[te]
         for arch in archs:
             r, a = _run_arch(name, k, arch, torch.as_tensor(xs), torch.as_tensor(ys), xt, yt, prior, gammas, feats,
-                             epochs, lr, seed, keep_attributions, **laat_kwargs)
+                             epochs, lr, seed, keep_attributions, is_test is not None, **laat_kwargs)   # with test='rest' other repetitions' shots are this one's test rows: no pooling
             rows += r; attrs.update({(k, m): v for m,v in a.items()})
         rows += _baseline_rows(name, k, xs, ys, xt, yt, prior, feats, sklearn, prior_alone, seed, laat_kwargs.get('transform', 'signed_exp'))
     res = pd.DataFrame(rows)
