@@ -457,7 +457,7 @@ def plot_auc_vs_shots(res:pd.DataFrame, metric:str='auc', methods:list|None=None
             line, = ax.plot(xs, e['mean'], ls, marker='o', label=meth)
             ax.fill_between(xs, e['mean'] - e['std'].fillna(0), e['mean'] + e['std'].fillna(0), color=line.get_color(), alpha=.1)
         ax.set_title(dn); ax.set_xlabel('shots per class'); ax.set_xticks(range(len(ks)), [str(k) for k in ks])
-    axs[0, 0].set_ylabel(f"test {metric.upper() if metric == 'auc' else metric}"); axs[0, -1].legend(fontsize=7)
+    axs[0, 0].set_ylabel(f"test {metric.upper() if metric == 'auc' else metric}"); axs[0, -1].legend(fontsize=7, loc='center left', bbox_to_anchor=(1.02, .5))   # outside: no curve hidden
     fig.tight_layout()
     return fig
 
@@ -516,6 +516,6 @@ def fewshot_demo(datasets=('pima', 'breast_cancer', 'birthwt'), # names from `ll
             for m in archs: say(f"\n{m.upper()}: LAAT auto against its parts (mean AUC):\n" + auto_vs_parts(res, m.upper()).round(3).to_string())
     if plot:
         import matplotlib.pyplot as plt
-        fig = plot_auc_vs_shots(res); fig.savefig(plot, dpi=110); plt.close(fig)
+        fig = plot_auc_vs_shots(res); fig.savefig(plot, dpi=110, bbox_inches='tight'); plt.close(fig)
     if csv: res.to_csv(csv, index=False)
     return res
