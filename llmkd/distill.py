@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Sequence
 import numpy as np, pandas as pd
-from .core import LLMKDError, InputError, check_texts, check_unique, check_number, is_missing
+from .core import LLMKDError, InputError, check_texts, check_unique, check_number, is_missing, Usage
 from .pseudolabel import (BBC_TOPICS, bbc_news, embed_texts, EmbeddingTeacher, pseudo_label, pseudo_label_dry_run,
                                pseudo_label_targets, calibration, MINILM_ID, _with_mode)
 from .cli import add_command, add_teacher_options, teacher_from_args
@@ -207,11 +207,12 @@ def _pseudo_labels(df, labels, teacher, out:Path, max_chars, label_kwargs, batch
     bt = _with_mode(teacher, 'batch', batch_options) if batch_options is not None else teacher   # one-text probe online, the rest in batches
     pl = pseudo_label(df.text.tolist(), labels, bt, gold=df.gold.tolist(), progress=False, **kw)
     reps = getattr(bt, 'reports', [])
-    nb = sum(r.submitted + r.follow_ups + r.retried_batch for r in reps)
-    costs = [r.usage.cost for r in reps if r.usage.cost is not None]
+    from llmkd.batch import _batch_usage
+    bu = sum((_batch_usage(r) for r in reps), Usage())   # what the batches cost, counted as `BatchTeacher.usage` counts it
+    nb = bu.requests
     paid = (teacher.usage.requests - u0 + nb) if _is_llm(teacher) else 0
     pl.drop(columns=['probs']).to_csv(out/'pseudo_labels.csv', index=False)
-    return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None), dict(teacher_batch_requests=nb, teacher_batch_cost=sum(costs) if costs else None)
+    return pl, ((time.perf_counter() - t0) / paid * 1000 if paid else None), dict(teacher_batch_requests=nb, teacher_batch_cost=bu.cost)
 
 # %% ../nbs/11_distill.ipynb #d3000006
 _STUDENT_DEFAULTS = {'embedding': dict(epochs=20, bs=64, lr=3e-3), 'transformer': dict(epochs=3, bs=16, lr=1e-3)}
