@@ -23,7 +23,7 @@ from .core import InputError
 from .priors import AttributionPrior, category_levels, dummy_name
 from .callback.attribution import (AttributionRegularizer, StackedLinear, StackedMLP, mean_input_gradient,
                                    penalty_from_output, transform_prior)
-from .small import FullBatch, SmallLearner, stacked_bce, torch_adam, fit_small  # also importable from here
+from .small import FullBatch, SmallLearner, stacked_bce, TinyAdam, fit_small  # also importable from here
 from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, PIMA_DESCRIPTIONS, DATASETS,
                         skewed, pima_skewed)  # also importable from here
 

@@ -6,7 +6,6 @@ Docs: https://llmkd.github.io/llmkd/small.html.md"""
 
 # %% ../nbs/03a_small.ipynb #5a110003
 from __future__ import annotations
-from functools import partial
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +18,7 @@ from .priors import AttributionPrior
 from .callback.attribution import AttributionRegularizer
 
 # %% auto #0
-__all__ = ['torch_adam', 'FullBatch', 'SmallLearner', 'SmallTrainEval', 'TinyAdam', 'stacked_bce', 'fit_small']
+__all__ = ['FullBatch', 'SmallLearner', 'SmallTrainEval', 'TinyAdam', 'stacked_bce', 'fit_small']
 
 # %% ../nbs/03a_small.ipynb #1ee0197c
 class FullBatch:
@@ -120,8 +119,6 @@ class TinyAdam(OptimWrapper):
         with torch.no_grad():
             for g in o.param_groups: _adam_update(g, o.state)
 
-torch_adam = partial(TinyAdam)   # the `opt_func` of `fit_small`: torch.optim.Adam's defaults (lr aside), as the paper
-
 # %% ../nbs/03a_small.ipynb #a54b5490
 def stacked_bce(pred, y):
     "Sum over repetitions of each one's mean binary cross-entropy with logits: pred (R, N, 1) or (R, N), y (R, N); or one model's (N,)."
@@ -137,7 +134,7 @@ def fit_small(model:nn.Module, x:torch.Tensor, y:torch.Tensor, # model, inputs (
     "Fit `model` full batch on `(x, y)` with Adam through a `SmallLearner` (with `AttributionRegularizer` if `prior`)."
     cbs = [SmallTrainEval()] + list(L(cbs))
     if prior is not None: cbs.append(AttributionRegularizer(prior, gamma=gamma, features=features, **laat_kwargs))
-    learn = SmallLearner(FullBatch(x, y), model, loss_func=loss_func, opt_func=torch_adam, lr=lr, cbs=cbs, default_cbs=False,
+    learn = SmallLearner(FullBatch(x, y), model, loss_func=loss_func, opt_func=TinyAdam, lr=lr, cbs=cbs, default_cbs=False,
                          wd_bn_bias=True)   # no per-parameter weight-decay flags: `TinyAdam` (torch's Adam) does not read them
     learn.fit(epochs)
     return learn
