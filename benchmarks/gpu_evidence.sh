@@ -6,7 +6,7 @@
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
 # Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
 #   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds;
-#   LLMKD_STRATEGIES=elad,random runs only those ELAD strategies.
+#   LLMKD_STRATEGIES=elad,random runs only those ELAD strategies; LLMKD_SIZES=30 only those TELL task sizes.
 #   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
@@ -108,6 +108,7 @@ T = (dict(sizes=(2, 4), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=
      dict(sizes=(10,) if size == 'cpu' else (10, 30), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=(0,) if size == 'cpu' else (0, 1, 2),
           n_eval=100, lr=2e-4, lora=True, bs=16, max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
 if os.environ.get('LLMKD_SEEDS'): T['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
+if os.environ.get('LLMKD_SIZES'): T['sizes'] = tuple(int(x) for x in os.environ['LLMKD_SIZES'].split(','))
 if what in ('tell', 'both'):
     done = done_runs(f'{out}/tell_evidence.csv', lambda r: (r['method'], int(r['n_task']), int(r['seed'])), lambda r: True)
     write = writer(f'{out}/tell_evidence.csv', ['method', 'n_task', 'seed', 'format_valid', 'accuracy', 'steps', 'seconds', 'example', 'machine', 'settings'])

@@ -94,11 +94,21 @@ def flip_prior(prior:AttributionPrior) -> AttributionPrior:
     return AttributionPrior(prior.features, prior.classes, est, provenance=prov)
 
 # %% ../nbs/09_fewshot.ipynb #44030799
-def stacked_student(arch:str, reps:int, n_in:int, hidden:int=100) -> nn.Module:
+def stacked_student(arch:str, reps:int, n_in:int, hidden:int=100,
+                    base_rate:np.ndarray|torch.Tensor|None=None # fraction of positives (reps,): each output bias starts at its log-odds; None: torch's init (the official code's)
+                   ) -> nn.Module:
     "`reps` independent students: 'lr' = Linear(F,1), 'mlp' = Linear(F,hidden) -> ReLU -> Linear(hidden,1)."
-    if arch == 'lr': return StackedLinear(reps, n_in, 1)
-    if arch == 'mlp': return StackedMLP(reps, n_in, hidden, 1)
-    raise ValueError(f"Unknown student {arch!r}; use 'lr' or 'mlp'.")
+    if arch not in ('lr', 'mlp'): raise ValueError(f"Unknown student {arch!r}; use 'lr' or 'mlp'.")
+    model = StackedLinear(reps, n_in, 1) if arch == 'lr' else StackedMLP(reps, n_in, hidden, 1)
+    if base_rate is not None:
+        out, p = (model if arch == 'lr' else model[2]), torch.as_tensor(base_rate, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad(): out.bias.copy_(torch.logit(p).reshape(out.bias.shape))
+    return model
+
+def _base_rate(y, bias_init:str):
+    "The positive fraction per repetition of y (R, N) for `stacked_student` when `bias_init='base_rate'`; None for 'torch'."
+    if bias_init not in ('base_rate', 'torch'): raise ValueError(f"bias_init={bias_init!r}: use 'base_rate' or 'torch'.")
+    return torch.as_tensor(y, dtype=torch.float32).mean(-1) if bias_init == 'base_rate' else None
 
 def fit_stacked(x:torch.Tensor, # inputs (R, N, F): R repetitions of N training rows
                 y:torch.Tensor, # 0/1 targets (R, N)
@@ -108,11 +118,12 @@ def fit_stacked(x:torch.Tensor, # inputs (R, N, F): R repetitions of N training 
                 epochs:int=200, lr:float=1e-2, gamma:float=100., hidden:int=100,
                 seed:int=0, # torch seed for the initial weights (same seed: same start with and without LAAT)
                 model:nn.Module|None=None, # a stacked model to train instead of a fresh one
+                bias_init:str='base_rate', # a fresh model's output bias: 'base_rate' (log-odds of each repetition's y), 'torch' (torch's init)
                 cbs:list|None=None, # extra callbacks
                 **laat_kwargs # passed to `AttributionRegularizer` (transform, method, gamma_decay)
                ) -> Learner:
     "Train R students at once, full batch, each exactly as if alone (sum of per-repetition losses); returns the `SmallLearner`."
-    if model is None: torch.manual_seed(seed); model = stacked_student(arch, x.shape[0], x.shape[-1], hidden)
+    if model is None: torch.manual_seed(seed); model = stacked_student(arch, x.shape[0], x.shape[-1], hidden, _base_rate(y, bias_init))
     return fit_small(model, x, y, prior, epochs, lr, gamma*x.shape[0], features, cbs=cbs, **laat_kwargs)
 
 # %% ../nbs/09_fewshot.ipynb #95c15ca1
@@ -152,9 +163,9 @@ def cv_folds(y:np.ndarray, # 0/1 labels of one repetition's shots
     return np.stack([np.concatenate([p[j*n:(j+1)*n] for p,n in zip(parts, h)]) for j in range(folds)])
 
 # %% ../nbs/09_fewshot.ipynb #37db65e6
-def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed):
+def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed, bias_init='base_rate'):
     "Train one stacked student per row of x (M, n, F) with its own gamma (M,): plain torch loop, sum of losses, Adam."
-    torch.manual_seed(seed); model = stacked_student(arch, x.shape[0], x.shape[-1], hidden)
+    torch.manual_seed(seed); model = stacked_student(arch, x.shape[0], x.shape[-1], hidden, _base_rate(y, bias_init))
     opt, g = torch.optim.Adam(model.parameters(), lr=lr), torch.as_tensor(gammas, dtype=x.dtype)
     for _ in range(epochs):
         opt.zero_grad()
@@ -165,7 +176,7 @@ def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed):
         opt.step()
     return model
 
-def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed) -> np.ndarray:
+def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> np.ndarray:
     "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n); gamma inf: the prior's score, no fit."
     R, n, fin = x.shape[0], x.shape[1], np.isfinite(gammas); G = int(fin.sum())
     va = np.stack([cv_folds(y[r].numpy(), folds, seed + r) for r in range(R)])            # (R, K, h)
@@ -175,7 +186,7 @@ def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed) -> np.n
     pv = np.zeros((R, len(gammas), yv.shape[1]), np.float32)
     if G:
         xt = x[ri, tr][:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2); yt = y[ri, tr][:, :, None].expand(-1, -1, G, -1).flatten(0, 2)
-        model = _fit_grid(xt, yt, target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed)
+        model = _fit_grid(xt, yt, target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed, bias_init)
         out = stacked_predict(model, xv[:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2))   # (R*K*G, h)
         pv[:, fin] = out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3).reshape(R, G, -1)
     pv[:, ~fin] = (xv.reshape(R, -1, x.shape[-1]) @ target)[:, None, :, 0].numpy()
@@ -227,6 +238,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  pool:bool=True, # R > 1: one gamma for all repetitions from their mean out-of-fold AUC; False: one per repetition
                  max_rows:int=2000, # cross-validate on a random subset of this many rows when there are more
                  epochs:int=200, lr:float=1e-2, hidden:int=100, seed:int=0, transform:str='signed_exp',
+                 bias_init:str='base_rate', # the students' output bias at the start: see `fit_stacked`
                  return_cv:bool=False, # also return the out-of-fold AUC of every gamma (DataFrame, repetitions x gammas)
                  cv:pd.DataFrame|None=None # out-of-fold AUCs from an earlier `return_cv=True` call on the same shots: apply the rule without refitting
                 ):
@@ -236,7 +248,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
     if single: x, y = x[None], y[None]
     gs, target = np.sort(np.asarray(gammas, float)), prior_target(prior, features, transform)
     kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, max_rows=max_rows, epochs=epochs,
-              lr=lr, hidden=hidden, transform=transform, return_cv=True)
+              lr=lr, hidden=hidden, transform=transform, bias_init=bias_init, return_cv=True)
     if len(x) > 1 and (x == x[:1]).all() and (y == y[:1]).all():   # the same rows in every repetition ('all'): one CV
         c, a = choose_gamma(x[0], y[0], prior, seed=seed, cv=None if cv is None else cv.iloc[:1], **kw)
         a = pd.concat([a]*len(x), ignore_index=True).rename_axis(index='rep')
@@ -250,7 +262,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
             chosen, auc = np.array([c for c,_ in res]), np.concatenate([a.to_numpy() for _,a in res])
         else:
             K = min(folds, int(counts.min()))
-            auc = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed) if cv is None else cv[gs].to_numpy()
+            auc = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed, bias_init) if cv is None else cv[gs].to_numpy()
             chosen = _one_se(auc, gs, counts[0]//K*K, se)
         if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, se))
     out = float(chosen[0]) if single else chosen
@@ -301,9 +313,9 @@ def _substack(model:nn.Module, idx) -> nn.Module:
         if isinstance(s, StackedLinear): s.weight, s.bias = nn.Parameter(s.weight.data[idx].clone()), nn.Parameter(s.bias.data[idx].clone())
     return m
 
-def _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **kw) -> tuple:
+def _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, bias_init='base_rate', **kw) -> tuple:
     "Test logits (R, M) and attributions of R students started from one stacked init, each trained with its gamma `gam[r]` (inf: the prior's score)."
-    torch.manual_seed(seed); init = stacked_student(arch, x.shape[0], x.shape[-1])
+    torch.manual_seed(seed); init = stacked_student(arch, x.shape[0], x.shape[-1], base_rate=_base_rate(y, bias_init))
     out, att = np.zeros(xt.shape[:2], np.float32), np.zeros(x.shape[::2], np.float32)
     for g in np.unique(gam):
         i = np.flatnonzero(gam == g)
@@ -325,16 +337,16 @@ def _rows(name, k, method, model, laat, gam, fit_s, logits, yt) -> list:
                  auc=roc_auc_score(t, l) if 0 < t.sum() < len(t) else np.nan, accuracy=float(((l > 0) == (t > .5)).mean()))
             for r,(l,t,g) in enumerate(zip(logits, yt, gam))]
 
-def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, pool=True, **kw) -> tuple:
+def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, pool=True, bias_init='base_rate', **kw) -> tuple:
     "Rows for one student: without LAAT, then with each gamma ('auto', 'auto-rep': `choose_gamma`, one CV for both); attributions by method."
     R, rows, att, A, cv = len(x), [], {}, arch.upper(), None
     for g in [0.] + (list(gammas) if prior is not None else []):
         t0 = time.perf_counter()
         if g in AUTO_NAMES:
             gam, cv = choose_gamma(x, y, prior, feats, arch, pool=pool and g == 'auto', epochs=epochs, lr=lr, seed=seed, return_cv=True, cv=cv,
-                                   transform=kw.get('transform', 'signed_exp'))
+                                   transform=kw.get('transform', 'signed_exp'), bias_init=bias_init)
         else: gam = np.full(R, float(g))
-        logits, a = _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, **kw)
+        logits, a = _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, bias_init, **kw)
         meth = A if g == 0. else f"{A} + {AUTO_NAMES[g]}" if g in AUTO_NAMES else f"{A} + LAAT" if sum(v not in AUTO_NAMES for v in gammas) == 1 else f"{A} + LAAT (gamma {g:g})"
         rows += _rows(name, k, meth, A, g != 0., gam, (time.perf_counter() - t0)/R, logits, yt); att[meth] = a
     return rows, att
@@ -367,6 +379,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
                 prior_alone:bool=False, # also score the test rows by the prior's target direction alone (no training)
                 epochs:int=200, lr:float=1e-2,
                 seed:int=0, # seed of the shot draws and initial weights
+                bias_init:str='base_rate', # students' output bias starts at the shots' log-odds (0 for balanced shots); 'torch': torch's init, as the official code
                 keep_attributions:bool=False, # also return each student's learned attributions (`res.attrs`)
                 **laat_kwargs # passed to `AttributionRegularizer`
                ) -> pd.DataFrame:
@@ -380,7 +393,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
         xs, xt = scale_by_shots(X, tr, te); ys, yt = y[tr], y[te]
         for arch in archs:
             r, a = _run_arch(name, k, arch, torch.as_tensor(xs), torch.as_tensor(ys), xt, yt, prior, gammas, feats,
-                             epochs, lr, seed, keep_attributions, is_test is not None, **laat_kwargs)   # with test='rest' other repetitions' shots are this one's test rows: no pooling
+                             epochs, lr, seed, keep_attributions, is_test is not None, bias_init, **laat_kwargs)   # with test='rest' other repetitions' shots are this one's test rows: no pooling
             rows += r; attrs.update({(k, m): v for m,v in a.items()})
         rows += _baseline_rows(name, k, xs, ys, xt, yt, prior, feats, sklearn, prior_alone, seed, laat_kwargs.get('transform', 'signed_exp'))
     res = pd.DataFrame(rows)
