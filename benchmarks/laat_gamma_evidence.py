@@ -27,7 +27,7 @@ def evidence(name, prior_kind, k, arch, reps, seed=0):
         alone = res[(res.method == 'prior alone') & (res.rep == r)].auc.item()
         for g in AUTO_GRID:
             out.append(dict(dataset=name, prior=prior_kind, shots=k, arch=arch, rep=r, gamma=g, test_auc=alone if np.isinf(g) else test.loc[r, g],
-                            cv_auc=cv.loc[r, g], prior_alone=alone, n_pos=n_pos, n_neg=n_neg))
+                            cv_auc=cv['auc'].loc[r, g], prior_alone=alone, n_pos=n_pos, n_neg=n_neg))
     return out
 
 if __name__ == '__main__':

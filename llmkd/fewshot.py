@@ -30,9 +30,9 @@ from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, P
 # %% auto #0
 __all__ = ['GAMMA_GRID', 'AUTO_GRID', 'METHOD_ORDER', 'AUTO_NAMES', 'sample_shots', 'fewshot_splits', 'scale_by_shots',
            'flip_prior', 'stacked_student', 'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_se',
-           'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize',
-           'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots',
-           'fewshot_demo']
+           'auc_diff_se', 'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot',
+           'summarize', 'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions',
+           'max_shots', 'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -154,6 +154,18 @@ def auc_se(auc:float, n_pos:int, n_neg:int) -> float:
     q1, q2 = auc/(2 - auc), 2*auc**2/(1 + auc)
     return float(np.sqrt(max(auc*(1 - auc) + (n_pos - 1)*(q1 - auc**2) + (n_neg - 1)*(q2 - auc**2), 0.)/(n_pos*n_neg)))
 
+def auc_diff_se(scores:np.ndarray, # (G, n): G scorings of the same n rows
+                y:np.ndarray, # 0/1 labels (n,)
+                ref:int # the scoring the others are compared with
+               ) -> np.ndarray:
+    "DeLong et al.'s (1988) standard error (G,) of AUC_g - AUC_ref, all G scorings ranking the same rows (0 for `ref`)."
+    s, y = np.asarray(scores, np.float64), np.asarray(y) > .5
+    pos, neg = s[:, y], s[:, ~y]
+    psi = (pos[:, :, None] > neg[:, None, :]) + .5*(pos[:, :, None] == neg[:, None, :])   # (G, positives, negatives)
+    v10, v01 = psi.mean(2), psi.mean(1)                                                  # placement values
+    d10, d01 = v10 - v10[ref], v01 - v01[ref]
+    return np.sqrt(np.maximum(d10.var(1, ddof=1)/pos.shape[1] + d01.var(1, ddof=1)/neg.shape[1], 0.))
+
 def cv_folds(y:np.ndarray, # 0/1 labels of one repetition's shots
              folds:int, seed:int=0) -> np.ndarray:
     "Held-out rows (folds, h): each class split into `folds` equal random parts (rows left over stay in training)."
@@ -176,8 +188,8 @@ def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed, bias_init='b
         opt.step()
     return model
 
-def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> np.ndarray:
-    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n); gamma inf: the prior's score, no fit."
+def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
+    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), and the paired SE (R, G) of each AUC's difference to the repetition's best."
     R, n, fin = x.shape[0], x.shape[1], np.isfinite(gammas); G = int(fin.sum())
     va = np.stack([cv_folds(y[r].numpy(), folds, seed + r) for r in range(R)])            # (R, K, h)
     tr = np.stack([[np.setdiff1d(np.arange(n), f) for f in v] for v in va])               # (R, K, n - h)
@@ -190,7 +202,8 @@ def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_in
         out = stacked_predict(model, xv[:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2))   # (R*K*G, h)
         pv[:, fin] = out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3).reshape(R, G, -1)
     pv[:, ~fin] = (xv.reshape(R, -1, x.shape[-1]) @ target)[:, None, :, 0].numpy()
-    return np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(len(gammas))] for r in range(R)])
+    auc = np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(len(gammas))] for r in range(R)])
+    return auc, np.stack([auc_diff_se(pv[r], yv[r], int(auc[r].argmax())) for r in range(R)])
 
 # %% ../nbs/09_fewshot.ipynb #71f16f95
 def _subsample(x, y, n:int, seed:int) -> tuple:
@@ -198,10 +211,9 @@ def _subsample(x, y, n:int, seed:int) -> tuple:
     sub = torch.as_tensor(np.stack([np.random.default_rng(seed + r).choice(x.shape[1], n, replace=False) for r in range(len(x))]))
     return x[torch.arange(len(x))[:, None], sub], y[torch.arange(len(x))[:, None], sub]
 
-def _one_se(auc:np.ndarray, gs:np.ndarray, held:np.ndarray, se:float) -> np.ndarray:
-    "Per repetition, the largest gamma of `gs` whose AUC (R, G) is within `se` of its own standard errors of the best; held = (negatives, positives) held out."
-    tol = se*np.vectorize(lambda a: auc_se(a, held[1], held[0]))(auc)
-    return gs[[np.flatnonzero(a >= a.max() - t - 1e-12).max() for a,t in zip(auc, tol)]]
+def _one_se(auc:np.ndarray, gs:np.ndarray, pse:np.ndarray, se:float) -> np.ndarray:
+    "Per repetition, the largest gamma of `gs` whose AUC (R, G) is within `se` paired standard errors `pse` (R, G) of its difference to the best."
+    return gs[[np.flatnonzero(a >= a.max() - se*t - 1e-12).max() for a,t in zip(auc, pse)]]
 
 def _pooled_one_se(auc:np.ndarray, gs:np.ndarray, se:float) -> float:
     "One gamma for all repetitions: the largest of `gs` whose mean AUC (over the rows of `auc` (R, G)) is within `se` standard errors of the best, the error that of the paired differences to the best."
@@ -239,10 +251,10 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  max_rows:int=2000, # cross-validate on a random subset of this many rows when there are more
                  epochs:int=200, lr:float=1e-2, hidden:int=100, seed:int=0, transform:str='signed_exp',
                  bias_init:str='base_rate', # the students' output bias at the start: see `fit_stacked`
-                 return_cv:bool=False, # also return the out-of-fold AUC of every gamma (DataFrame, repetitions x gammas)
+                 return_cv:bool=False, # also return the cross-validation table: repetitions x ('auc' | 'se', gamma), 'se' the paired SE of the difference to the best
                  cv:pd.DataFrame|None=None # out-of-fold AUCs from an earlier `return_cv=True` call on the same shots: apply the rule without refitting
                 ):
-    "LAAT's gamma by cross-validation on the shots: the largest gamma whose out-of-fold AUC is within `se` standard errors of the best."
+    "LAAT's gamma by cross-validation on the shots: the largest gamma whose out-of-fold AUC is within `se` (paired) standard errors of the best."
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     single = x.dim() == 2
     if single: x, y = x[None], y[None]
@@ -255,18 +267,19 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
         return (np.full(len(x), c), a) if return_cv else np.full(len(x), c)
     if x.shape[1] > max_rows: x, y = _subsample(x, y, max_rows, seed)
     counts = np.stack([np.bincount(r.long().numpy(), minlength=2) for r in y])
-    if counts.min() < min_rows: chosen, auc = np.full(len(x), gs[-1]), np.full((len(x), len(gs)), np.nan)
+    if counts.min() < min_rows: chosen, auc = np.full(len(x), gs[-1]), np.full((len(x), len(gs)), np.nan); pse = auc
     else:
         if (counts != counts[0]).any():  # repetitions with different class counts: one at a time
             res = [choose_gamma(x[r], y[r], prior, seed=seed + r, cv=None if cv is None else cv.iloc[[r]], **kw) for r in range(len(x))]
-            chosen, auc = np.array([c for c,_ in res]), np.concatenate([a.to_numpy() for _,a in res])
+            chosen, auc, pse = np.array([c for c,_ in res]), *(np.concatenate([a[k].to_numpy() for _,a in res]) for k in ('auc', 'se'))
         else:
             K = min(folds, int(counts.min()))
-            auc = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed, bias_init) if cv is None else cv[gs].to_numpy()
-            chosen = _one_se(auc, gs, counts[0]//K*K, se)
+            auc, pse = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed, bias_init) if cv is None else (cv['auc'][gs].to_numpy(), cv['se'][gs].to_numpy())
+            chosen = _one_se(auc, gs, pse, se)
         if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, se))
     out = float(chosen[0]) if single else chosen
-    return (out, pd.DataFrame(auc, columns=gs).rename_axis(index='rep', columns='gamma')) if return_cv else out
+    table = pd.concat({k: pd.DataFrame(v, columns=pd.Index(gs, name='gamma')) for k,v in (('auc', auc), ('se', pse))}, axis=1).rename_axis(index='rep')
+    return (out, table) if return_cv else out
 
 # %% ../nbs/09_fewshot.ipynb #ed9799cd
 def fit_sklearn_lr(X:np.ndarray, y:np.ndarray, Cs=tuple(np.logspace(-3, 3, 7)), seed:int=0):
