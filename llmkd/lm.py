@@ -184,18 +184,53 @@ def _cut(text, stop):
     m = re.search(stop, text) if stop else None
     return text[:m.end()] if m else text
 
+# %% ../nbs/06_lm.ipynb #b5e2c001
+def _left_pad(rows, pad, dev):
+    "Left-padded ids and attention mask of the token lists `rows`."
+    L = max(len(r) for r in rows)
+    return (torch.tensor([[pad]*(L-len(r)) + r for r in rows], device=dev),
+            torch.tensor([[0]*(L-len(r)) + [1]*len(r) for r in rows], device=dev))
+
+def _shared_lens(ids, groups):
+    "Per row, the token count its group shares: the longest common prefix of the group's rows, less than its shortest row."
+    first, lcp, short = {}, {}, {}
+    for r, g in zip(ids, groups):
+        if g not in first: first[g], lcp[g], short[g] = r, len(r), len(r); continue
+        n, a = min(lcp[g], len(r)), first[g]
+        lcp[g] = next((k for k in range(n) if a[k] != r[k]), n)
+        short[g] = min(short[g], len(r))
+    return [max(min(lcp[g], short[g]-1), 0) for g in groups]
+
+def _shared_batch(m, rows, groups, k, pad, dev):
+    "Ids and mask laid out `[pads, prefix, pads, suffix]` and the KV cache of the prefixes, prefilled once per group."
+    gs = list(dict.fromkeys(groups))
+    pre = {g: r[:n] for r, g, n in zip(rows, groups, k)}
+    px, pm = _left_pad([pre[g] for g in gs], pad, dev)
+    cache = m(input_ids=px, attention_mask=pm, position_ids=(pm.cumsum(-1) - 1).clamp_min(0), use_cache=True, logits_to_keep=1).cache
+    sel = torch.tensor([gs.index(g) for g in groups], device=dev)
+    cache.batch_select_indices(sel)   # each row gets its group's prefix keys and values
+    sx, sm = _left_pad([r[n:] for r, n in zip(rows, k)], pad, dev)
+    return torch.cat([px[sel], sx], 1), torch.cat([pm[sel], sm], 1), cache
+
+
 # %% ../nbs/06_lm.ipynb #82f11ec0
-def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop=None):
-    "Decoded continuations of the token lists `ids`, generated in left-padded batches of similar length."
+def _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop=None, groups=None):
+    "Decoded continuations of the token lists `ids` in left-padded batches; rows of one `groups` id share a prefilled prefix."
     from transformers import StoppingCriteriaList
-    order, outs, dev = sorted(range(len(ids)), key=lambda i: len(ids[i])), [None]*len(ids), next(m.parameters()).device
+    dev, pad, outs = next(m.parameters()).device, tok.pad_token_id, [None]*len(ids)
+    k = _shared_lens(ids, groups) if groups is not None else None
+    key = (lambda i: len(ids[i])) if k is None else (lambda i: (k[i], groups[i], len(ids[i])))  # groups stay together
+    order = sorted(range(len(ids)), key=key)
     for s in range(0, len(order), bs):
-        idx = order[s:s+bs]; L = max(len(ids[i]) for i in idx)
-        x = torch.tensor([[tok.pad_token_id]*(L-len(ids[i])) + ids[i] for i in idx], device=dev)
-        mask = torch.tensor([[0]*(L-len(ids[i])) + [1]*len(ids[i]) for i in idx], device=dev)
+        idx, cache = order[s:s+bs], {}
+        if k is not None and min(k[i] for i in idx) > 0:
+            x, mask, c = _shared_batch(m, [ids[i] for i in idx], [groups[i] for i in idx], [k[i] for i in idx], pad, dev)
+            cache = dict(cache=c)
+        else: x, mask = _left_pad([ids[i] for i in idx], pad, dev)
+        L = x.shape[1]
         crit = dict(stopping_criteria=StoppingCriteriaList([RegexStop(tok, stop, L)])) if stop else {}
-        out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, **crit, **samp, **kwargs)
+        out = m.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                         eos_token_id=tok.eos_token_id, **cache, **crit, **samp, **kwargs)
         for i, row in zip(idx, out[:, L:].tolist()):
             outs[i] = _cut(tok.decode(row, skip_special_tokens=True), stop)
             if strip: outs[i] = outs[i].strip()
@@ -218,6 +253,7 @@ def generate(model,                     # a Hugging Face causal LM (or an `LMWra
              seed:int|None=None,         # torch seed for sampling
              strip:bool=True,            # strip whitespace around each continuation
              stop:str|None=None,         # regex: a row stops once its continuation matches it, cut at the match's end
+             share_prefix:bool=True,     # prefill the token prefix shared by rows of one prompt once per batch (KV cache reuse)
              **kwargs):                  # passed to `model.generate`
     "Continuations of `prompts` (decoded, special tokens dropped, stripped), generated in left-padded batches, optionally stopped at `stop`."
     single = isinstance(prompts, str)
@@ -226,11 +262,14 @@ def generate(model,                     # a Hugging Face causal LM (or an `LMWra
     if len(prefixes) != len(prompts): raise ValueError(f"Got {len(prefixes)} prefixes for {len(prompts)} prompts: pass one prefix or one per prompt")
     m = _unwrap(model); was_training = m.training; m.eval()
     ids = [tok(chat_prompt(tok, p, system, x, chat), add_special_tokens=False).input_ids for p,x in zip(prompts, prefixes)]
+    uniq = {}
+    groups = [uniq.setdefault(p, len(uniq)) for p in prompts] if share_prefix else None   # one group per prompt text
     if seed is not None: torch.manual_seed(seed)
     samp = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    try: outs = _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop)
+    try: outs = _generate_batches(m, tok, ids, bs, max_new_tokens, strip, samp, kwargs, stop, groups)
     finally: m.train(was_training)
     return outs[0] if single else outs
+
 
 # %% ../nbs/06_lm.ipynb #00000024
 def lm_items(tok,                        # a Hugging Face tokenizer

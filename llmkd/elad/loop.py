@@ -207,7 +207,7 @@ def complete_answers(student,                 # has `force`, e.g. `LMStudent`
 
 
 # %% ../../nbs/07c_elad.loop.ipynb #0000001c
-# over 30 lines: the documented signature takes 17 of them
+# over 30 lines: the documented signature takes 18 of them
 class LMStudent:
     "A causal LM student (llmkd.lm): rationales, forced answers and sampled rationales in batches; response-only fine-tuning."
     def __init__(self, model,              # a Hugging Face causal LM, e.g. from `llmkd.lm.load_lm`
@@ -226,7 +226,8 @@ class LMStudent:
                  seed:int=0,               # seed of the fine-tuning shuffles
                  stop:str|None=ANSWER_STOP, # regex that ends a rationale early (None: always `max_new_tokens`)
                  force_answer:bool=True,   # a rationale with no `Answer:` gets one forced after its last step
-                 bucket:bool=True):        # length-bucketed fine-tuning batches (less padding)
+                 bucket:bool=True,         # length-bucketed fine-tuning batches (less padding)
+                 share_prefix:bool=True):  # prefill the prompt shared by forced answers / samples of a question once (`generate`)
         if lora:
             from llmkd.lm import add_lora
             model = add_lora(model, **(lora if isinstance(lora, dict) else {}))
@@ -237,7 +238,7 @@ class LMStudent:
         from llmkd.lm import generate
         self.calls += 1
         return generate(self.model, self.tok, [student_prompt(q, self.instruction) for q in questions], prefix=prefixes,
-                        system=self.system, bs=self.bs, **kw)
+                        system=self.system, bs=self.bs, share_prefix=self.share_prefix, **kw)
 
     def solve(self, questions:Sequence[str], n:int=1, sample:bool=False, seed=None) -> list[str]:
         "Rationales, `n` per question (grouped by question), stopped at the answer line; greedy unless `sample`."
