@@ -246,7 +246,7 @@ def generate(model,                     # a Hugging Face causal LM (or an `LMWra
              do_sample:bool=False,      # sample instead of greedy decoding
              temperature:float=1.0,     # sampling temperature
              top_p:float=1.0,           # nucleus sampling
-             bs:int=16,                  # prompts per batch (sorted by length, left padded)
+             bs:int=16,                  # prompts per batch (left padded, sorted by length; with `share_prefix` grouped by prompt)
              system:str|None=None,      # system message
              prefix='',                 # response lead-in (str or one per prompt)
              chat:bool|None=None,        # use the chat template; default: when the tokenizer has one
