@@ -192,14 +192,15 @@ def _left_pad(rows, pad, dev):
             torch.tensor([[0]*(L-len(r)) + [1]*len(r) for r in rows], device=dev))
 
 def _shared_lens(ids, groups):
-    "Per row, the token count its group shares: the longest common prefix of the group's rows, less than its shortest row."
-    first, lcp, short = {}, {}, {}
+    "Per row, the token count its group shares: the longest common prefix of the group's rows, less than its shortest row (0 for a row alone)."
+    first, lcp, short, count = {}, {}, {}, {}
     for r, g in zip(ids, groups):
+        count[g] = count.get(g, 0) + 1
         if g not in first: first[g], lcp[g], short[g] = r, len(r), len(r); continue
         n, a = min(lcp[g], len(r)), first[g]
         lcp[g] = next((k for k in range(n) if a[k] != r[k]), n)
         short[g] = min(short[g], len(r))
-    return [max(min(lcp[g], short[g]-1), 0) for g in groups]
+    return [max(min(lcp[g], short[g]-1), 0) if count[g] > 1 else 0 for g in groups]   # a row alone: nothing to share, plain batch
 
 def _shared_batch(m, rows, groups, k, pad, dev):
     "Ids and mask laid out `[pads, prefix, pads, suffix]` and the KV cache of the prefixes, prefilled once per group."
