@@ -2,7 +2,7 @@
 # ELAD and TELL comparisons with SmolLM2-135M-Instruct as the student, writing CSV rows as each run finishes.
 #   ELAD: ELAD vs random vs answer disagreement vs least confidence at equal teacher tokens (same b, same budget),
 #         >=100 held-out questions, 3 seeds, 4 rounds of 64 from a pool of 512 (256 annotations: where SmolLM2 + LoRA
-#         starts to learn the task, benchmarks/elad_learning_curve.py) -> $OUT/elad_evidence.csv (one row per strategy, seed and round)
+#         learns the task at LoRA lr 2e-3, benchmarks/elad_learning_curve.py) -> $OUT/elad_evidence.csv (one row per strategy, seed and round)
 #   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
 # Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
@@ -58,7 +58,7 @@ def writer(path, fields):
 # ---------------- ELAD ----------------
 E = (dict(n_pool=12, n_heldout=6, seeds=(0,), rounds=2, b=3, n_samples=2, max_new_tokens=24, lr=5e-3, epochs=1, lora=False) if tiny else
      dict(n_pool=32, n_heldout=100, seeds=(0,), rounds=4, b=4, n_samples=2, max_new_tokens=80, lr=5e-4, epochs=2, lora=True) if size == 'cpu' else
-     dict(n_pool=512, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=64, n_samples=4, max_new_tokens=80, lr=5e-4, epochs=2, lora=True))
+     dict(n_pool=512, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=64, n_samples=4, max_new_tokens=80, lr=2e-3, epochs=2, lora=True))
 if os.environ.get('LLMKD_SEEDS'): E['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
 if what in ('elad', 'both'):
     teacher = OfflineArithTeacher(max_tokens=80)
