@@ -162,6 +162,14 @@ class AnswerCache:
     def __repr__(self): return f'AnswerCache({str(self.path)!r}, {len(self)} answers)'
 
 # %% ../nbs/01_teacher.ipynb #00000015_con
+def _wal(con, tries:int=40):
+    "Switch `con` to WAL, retrying: two processes opening a new cache at once can get 'database is locked' at once (no busy wait)."
+    for i in range(tries):
+        try: return con.execute('PRAGMA journal_mode=WAL')
+        except sqlite3.OperationalError as e:
+            if 'locked' not in str(e) or i == tries - 1: raise
+            time.sleep(.05*(i + 1))   # sqlite skips the busy handler where waiting could deadlock (both readers upgrading)
+
 @patch
 def _con(self:AnswerCache):
     "This thread's connection (sqlite connections cannot be shared between threads)"
@@ -169,7 +177,7 @@ def _con(self:AnswerCache):
     if con is None:
         con = sqlite3.connect(self.path, timeout=60, isolation_level=None)  # autocommit: one durable write per answer
         con.execute('PRAGMA busy_timeout=60000')
-        con.execute('PRAGMA journal_mode=WAL'); con.execute('PRAGMA synchronous=NORMAL')
+        _wal(con); con.execute('PRAGMA synchronous=NORMAL')
         self._local.con = con
     return con
 
