@@ -8,6 +8,7 @@
 # Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
 #   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds;
 #   LLMKD_STRATEGIES=elad,random runs only those ELAD strategies; LLMKD_SIZES=30 only those TELL task sizes.
+#   LLMKD_METHODS='TELL 10 3ep,TELL 0 3ep' runs those TELL arms ('TELL r' = general ratio r, 1 epoch; 'TELL r Nep' = N epochs).
 #   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
@@ -110,11 +111,15 @@ T = (dict(sizes=(2, 4), methods=('TELL 0', 'TELL 10', 'FT 1x', 'FT 10x'), seeds=
           n_eval=100, lr=2e-4, lora=True, bs=16, max_len=384, ft_epochs=3, general_kw=dict(bbc_frac=0.2, max_chars=600)))
 if os.environ.get('LLMKD_SEEDS'): T['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
 if os.environ.get('LLMKD_SIZES'): T['sizes'] = tuple(int(x) for x in os.environ['LLMKD_SIZES'].split(','))
+if os.environ.get('LLMKD_METHODS'): T['methods'] = tuple(os.environ['LLMKD_METHODS'].split(','))
+def tell_spec(m):
+    "'TELL 10' -> (ratio 10, 1 epoch); 'TELL 10 3ep' -> (10, 3 epochs): as many passes over the task rows as plain fine-tuning."
+    w = m.split(); return int(w[1]), int(w[2].removesuffix('ep')) if len(w) > 2 else 1
 if what in ('tell', 'both'):
     done = done_runs(f'{out}/tell_evidence.csv', lambda r: (r['method'], int(r['n_task']), int(r['seed'])), lambda r: True)
     write = writer(f'{out}/tell_evidence.csv', ['method', 'n_task', 'seed', 'format_valid', 'accuracy', 'steps', 'seconds', 'example', 'machine', 'settings'])
     for seed in T['seeds']:
-        ratio = max(int(m.split()[1]) for m in T['methods'] if m.startswith('TELL'))
+        ratio = max([tell_spec(m)[0] for m in T['methods'] if m.startswith('TELL')] + [0])
         gen = general_pairs(ratio*max(T['sizes']), seed=seed, **T['general_kw'])
         general = lm_items(tok, gen.prompt, gen.response, max_len=T['max_len'], sources=[GENERAL]*len(gen))
         evalset = date_pairs(T['n_eval'], seed+1000, exclude=[q for q, _ in date_pairs(10*max(T['sizes']), seed)])
@@ -123,8 +128,9 @@ if what in ('tell', 'both'):
                 if (m, n, seed) in done: print(f'TELL {m} n={n} seed {seed}: already in the CSV', flush=True); continue
                 t0 = time.time(); torch.manual_seed(seed); model = copy.deepcopy(base)
                 if m.startswith('TELL'):
-                    dls = tell_dls(tok, anchor, date_pairs(n, seed), general, ratio=int(m.split()[1]), seed=seed, bs=T['bs'], max_len=T['max_len'], device=dev)
-                    learn, epochs = tell_learner(dls, model, lora=T['lora'], lr=T['lr']), 1
+                    r, epochs = tell_spec(m)
+                    dls = tell_dls(tok, anchor, date_pairs(n, seed), general, ratio=r, seed=seed, bs=T['bs'], max_len=T['max_len'], device=dev)
+                    learn = tell_learner(dls, model, lora=T['lora'], lr=T['lr'])
                 else:
                     task = date_pairs(n*(10 if m == 'FT 10x' else 1), seed)
                     dls = lm_dls(tok, lm_items(tok, [plain(q) for q, _ in task], [r for _, r in task], max_len=T['max_len']), bs=T['bs'], seed=seed, device=dev)
