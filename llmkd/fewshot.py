@@ -246,7 +246,8 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  gammas=AUTO_GRID, # candidates (np.inf: the prior alone); the largest is the fallback without enough rows
                  folds:int=5, # at most this many folds (fewer when a class has fewer rows)
                  min_rows:int=3, # rows per class needed to cross-validate
-                 se:float=1., # how many standard errors below the best AUC a larger gamma may score
+                 se:float=1., # one set of shots: how many (paired) standard errors below its best AUC a larger gamma may score
+                 pooled_se:float=0., # R > 1 pooled: the same margin for the mean over repetitions (0: the best mean; the averaging is the noise control)
                  pool:bool=True, # R > 1: one gamma for all repetitions from their mean out-of-fold AUC; False: one per repetition
                  max_rows:int=2000, # cross-validate on a random subset of this many rows when there are more
                  epochs:int=200, lr:float=1e-2, hidden:int=100, seed:int=0, transform:str='signed_exp',
@@ -254,12 +255,12 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  return_cv:bool=False, # also return the cross-validation table: repetitions x ('auc' | 'se', gamma), 'se' the paired SE of the difference to the best
                  cv:pd.DataFrame|None=None # out-of-fold AUCs from an earlier `return_cv=True` call on the same shots: apply the rule without refitting
                 ):
-    "LAAT's gamma by cross-validation on the shots: the largest gamma whose out-of-fold AUC is within `se` (paired) standard errors of the best."
+    "LAAT's gamma by cross-validation on the shots: per set of shots the largest gamma within `se` paired standard errors of the best out-of-fold AUC; pooled over repetitions the best mean (`pooled_se`)."
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     single = x.dim() == 2
     if single: x, y = x[None], y[None]
     gs, target = np.sort(np.asarray(gammas, float)), prior_target(prior, features, transform)
-    kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, max_rows=max_rows, epochs=epochs,
+    kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, pooled_se=pooled_se, max_rows=max_rows, epochs=epochs,
               lr=lr, hidden=hidden, transform=transform, bias_init=bias_init, return_cv=True)
     if len(x) > 1 and (x == x[:1]).all() and (y == y[:1]).all():   # the same rows in every repetition ('all'): one CV
         c, a = choose_gamma(x[0], y[0], prior, seed=seed, cv=None if cv is None else cv.iloc[:1], **kw)
@@ -276,7 +277,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
             K = min(folds, int(counts.min()))
             auc, pse = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed, bias_init) if cv is None else (cv['auc'][gs].to_numpy(), cv['se'][gs].to_numpy())
             chosen = _one_se(auc, gs, pse, se)
-        if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, se))
+        if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, pooled_se))
     out = float(chosen[0]) if single else chosen
     table = pd.concat({k: pd.DataFrame(v, columns=pd.Index(gs, name='gamma')) for k,v in (('auc', auc), ('se', pse))}, axis=1).rename_axis(index='rep')
     return (out, table) if return_cv else out
