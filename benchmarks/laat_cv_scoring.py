@@ -7,7 +7,7 @@ alone) and three cross-validation scores on the shots, from the same fold fits:
   cv_fold:   the mean of the per-fold AUCs.
 Any selection rule can then be scored offline against the test AUCs. 'hmda' is a held-out dataset (see HMDA_PRIOR).
 
-    python benchmarks/laat_cv_scoring.py OUT.csv [--datasets pima ...] [--archs lr mlp] [--reps 20] [--resume]
+    python benchmarks/laat_cv_scoring.py nbs/tutorials/laat_cv_scoring.csv [--datasets pima ...] [--archs lr mlp] [--reps 20] [--resume]
 """
 import argparse, os, time, warnings
 import numpy as np, pandas as pd, torch
