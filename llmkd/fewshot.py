@@ -351,14 +351,14 @@ def _rows(name, k, method, model, laat, gam, fit_s, logits, yt) -> list:
                  auc=roc_auc_score(t, l) if 0 < t.sum() < len(t) else np.nan, accuracy=float(((l > 0) == (t > .5)).mean()))
             for r,(l,t,g) in enumerate(zip(logits, yt, gam))]
 
-def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, pool=True, bias_init='base_rate', **kw) -> tuple:
+def _run_arch(name, k, arch, x, y, xt, yt, prior, gammas, feats, epochs, lr, seed, keep, pool=True, bias_init='base_rate', auto_kw=None, **kw) -> tuple:
     "Rows for one student: without LAAT, then with each gamma ('auto', 'auto-rep': `choose_gamma`, one CV for both); attributions by method."
     R, rows, att, A, cv = len(x), [], {}, arch.upper(), None
     for g in [0.] + (list(gammas) if prior is not None else []):
         t0 = time.perf_counter()
         if g in AUTO_NAMES:
             gam, cv = choose_gamma(x, y, prior, feats, arch, pool=pool and g == 'auto', epochs=epochs, lr=lr, seed=seed, return_cv=True, cv=cv,
-                                   transform=kw.get('transform', 'signed_exp'), bias_init=bias_init)
+                                   transform=kw.get('transform', 'signed_exp'), bias_init=bias_init, **(auto_kw or {}))
         else: gam = np.full(R, float(g))
         logits, a = _fit_by_gamma(x, y, xt, arch, prior, gam, feats, epochs, lr, seed, keep, bias_init, **kw)
         meth = A if g == 0. else f"{A} + {AUTO_NAMES[g]}" if g in AUTO_NAMES else f"{A} + LAAT" if sum(v not in AUTO_NAMES for v in gammas) == 1 else f"{A} + LAAT (gamma {g:g})"
@@ -394,6 +394,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
                 epochs:int=200, lr:float=1e-2,
                 seed:int=0, # seed of the shot draws and initial weights
                 bias_init:str='base_rate', # students' output bias starts at the shots' log-odds (0 for balanced shots); 'torch': torch's init, as the official code
+                auto_kw:dict|None=None, # options for `choose_gamma` when gamma is 'auto' or 'auto-rep' (se, pooled_se, folds, gammas, ...)
                 keep_attributions:bool=False, # also return each student's learned attributions (`res.attrs`)
                 **laat_kwargs # passed to `AttributionRegularizer`
                ) -> pd.DataFrame:
@@ -407,7 +408,7 @@ def run_fewshot(data, # a `TabularDataset`, or a DataFrame with a binary `target
         xs, xt = scale_by_shots(X, tr, te); ys, yt = y[tr], y[te]
         for arch in archs:
             r, a = _run_arch(name, k, arch, torch.as_tensor(xs), torch.as_tensor(ys), xt, yt, prior, gammas, feats,
-                             epochs, lr, seed, keep_attributions, is_test is not None, bias_init, **laat_kwargs)   # with test='rest' other repetitions' shots are this one's test rows: no pooling
+                             epochs, lr, seed, keep_attributions, is_test is not None, bias_init, auto_kw, **laat_kwargs)   # with test='rest' other repetitions' shots are this one's test rows: no pooling
             rows += r; attrs.update({(k, m): v for m,v in a.items()})
         rows += _baseline_rows(name, k, xs, ys, xt, yt, prior, feats, sklearn, prior_alone, seed, laat_kwargs.get('transform', 'signed_exp'))
     res = pd.DataFrame(rows)
