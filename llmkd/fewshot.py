@@ -521,7 +521,7 @@ def max_shots(data, # a `TabularDataset`, or a DataFrame with a binary `target` 
 
 # %% ../nbs/09_fewshot.ipynb #134a6169
 def fewshot_demo(datasets=('pima', 'breast_cancer', 'birthwt'), # names from `llmkd.data.DATASETS`
-                 shots=(1, 5, 10, 25, 50, 'all'), reps:int=10, archs=('lr', 'mlp'),
+                 shots=(1, 5, 10, 25, 50, 'all'), reps:int=20, archs=('lr', 'mlp'),
                  flipped:bool=True, # also LAAT auto with a prior flipped on half its features
                  gamma=(100., 'auto'), # the LAAT rows: numbers and/or 'auto'
                  epochs:int=200, seed:int=0,
