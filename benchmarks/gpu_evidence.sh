@@ -5,13 +5,16 @@
 #         learns the task at LoRA lr 2e-3, benchmarks/elad_learning_curve.py) -> $OUT/elad_evidence.csv (one row per strategy, seed and round)
 #   TELL: SmolLM2 + LoRA, 10 and 30 task examples, TELL at general ratios 0 and 10, plain fine-tuning at 1x and 10x,
 #         100 held-out dates, 3 seeds -> $OUT/tell_evidence.csv (one row per method, size and seed)
-# Usage: benchmarks/gpu_evidence.sh [full|cpu|tiny] [out_dir] [elad|tell|both]
+# Usage: benchmarks/gpu_evidence.sh [full|cpu|cpu-learn|tiny] [out_dir] [elad|tell|both]
 #   Resumable: runs already complete in out_dir's CSVs are skipped. LLMKD_SEEDS=1,2 overrides the seeds;
 #   LLMKD_STRATEGIES=elad,random runs only those ELAD strategies; LLMKD_SIZES=30 only those TELL task sizes.
 #   LLMKD_METHODS='TELL 10 3ep,TELL 0 3ep' runs those TELL arms ('TELL r' = general ratio r, 1 epoch; 'TELL r Nep' = N epochs).
 #   full: the sizes above, SmolLM2 on the GPU (or the CPU when there is none: many hours).
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
+#   cpu-learn: ELAD only, at a budget where SmolLM2 + LoRA starts to learn on a 2-core CPU (pool 128, 4 rounds of 16 =
+#         64 annotations, LoRA lr 2e-3: 0.22 after 64 gold rationales in elad_learning_curve.csv), 3 seeds; about 40 min per
+#         ELAD seed, less for the others.
 #   tiny: the same code on a tiny random model at a toy size (about a minute on a CPU): a test of the script, not evidence.
 set -euo pipefail
 SIZE=${1:-full}; OUT=${2:-benchmarks/gpu_evidence_out}; WHAT=${3:-both}
@@ -20,11 +23,12 @@ mkdir -p "$OUT"
 PY=${PYTHON:-.venv/bin/python}; [ -x "$PY" ] || PY=python
 export HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
 "$PY" - "$SIZE" "$OUT" "$WHAT" <<'PYEOF'
-import sys, os, copy, json, random, datetime, platform, time, csv
+import sys, os, copy, gc, json, random, datetime, platform, time, csv
 import numpy as np, torch
 size, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
-if size not in ('full', 'cpu', 'tiny'): sys.exit(f'size {size!r}: use full, cpu or tiny')
+if size not in ('full', 'cpu', 'cpu-learn', 'tiny'): sys.exit(f'size {size!r}: use full, cpu, cpu-learn or tiny')
 tiny = size == 'tiny'
+if size == 'cpu-learn': what = 'elad'   # TELL has no cpu-learn size
 dev = 'cuda' if torch.cuda.is_available() else 'cpu'
 if dev == 'cpu': torch.set_num_threads(int(os.environ.get('LLMKD_THREADS', 1 if tiny else 2)))
 print(f'size {size}, device {dev}', flush=True)
@@ -59,6 +63,7 @@ def writer(path, fields):
 # ---------------- ELAD ----------------
 E = (dict(n_pool=12, n_heldout=6, seeds=(0,), rounds=2, b=3, n_samples=2, max_new_tokens=24, lr=5e-3, epochs=1, lora=False) if tiny else
      dict(n_pool=32, n_heldout=100, seeds=(0,), rounds=4, b=4, n_samples=2, max_new_tokens=80, lr=5e-4, epochs=2, lora=True) if size == 'cpu' else
+     dict(n_pool=128, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=16, n_samples=2, max_new_tokens=80, lr=2e-3, epochs=2, lora=True) if size == 'cpu-learn' else
      dict(n_pool=512, n_heldout=100, seeds=(0, 1, 2), rounds=4, b=64, n_samples=4, max_new_tokens=80, lr=2e-3, epochs=2, lora=True))
 if os.environ.get('LLMKD_SEEDS'): E['seeds'] = tuple(int(x) for x in os.environ['LLMKD_SEEDS'].split(','))
 if what in ('elad', 'both'):
@@ -81,6 +86,7 @@ if what in ('elad', 'both'):
             run_elad(stu, teacher, pool, held, sel, rounds=E['rounds'], b=E['b'], budget=E['budget'], n_samples=E['n_samples'],
                      max_steps=4, seed=seed, log=log)
             print(f'ELAD {sel.name} seed {seed}: {time.time()-t0:.0f} s', flush=True)
+            del stu; gc.collect()   # fastai Learners are reference cycles: without a collection each run's model copy stays alive
 
 # ---------------- TELL ----------------
 MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
@@ -144,5 +150,6 @@ if what in ('tell', 'both'):
                            accuracy=np.mean([x is not None and x == g for x, g in zip(p, golds)]), steps=len(dls.train)*epochs,
                            seconds=round(time.time()-t0, 1), example=preds[0], machine=machine, settings=json.dumps(T)))
                 print(f'TELL {m} n={n} seed {seed}: {time.time()-t0:.0f} s', flush=True)
+                del learn, dls, model; gc.collect()   # as above: each arm's model copy and optimiser state (24 GB after 8 SmolLM2 arms without it)
 print('done:', out)
 PYEOF

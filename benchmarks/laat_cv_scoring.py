@@ -14,8 +14,8 @@ import numpy as np, pandas as pd, torch
 from sklearn.metrics import roc_auc_score
 from llmkd.priors import AttributionPrior
 from llmkd.data import load_dataset, shipped_prior, TabularDataset, stratified_split, _rdata
-from llmkd.fewshot import (AUTO_GRID, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots, cv_folds, stacked_predict,
-                           prior_target, max_shots, _fit_grid, _subsample)
+from llmkd.fewshot import (AUTO_GRID, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots,
+                           prior_target, max_shots, _oof_logits, _subsample)
 
 # A held-out check, written before any result on it was seen: Boston HMDA mortgage denials (AER `HMDA`) with a
 # hand-written prior in the style of the shipped ones (a loan officer's view: denied mortgage insurance, a public bad
@@ -31,23 +31,13 @@ def hmda():
     return ds, AttributionPrior(list(HMDA_PRIOR), ['yes'], np.array(list(HMDA_PRIOR.values()), float)[:, None], provenance={'source': 'hand-written (laat_cv_scoring.py)'})
 
 def cv_scores(x, y, target, gs, arch, seed=0, folds=5, epochs=200, lr=1e-2, hidden=100):
-    "Three out-of-fold scores (R, G) of each gamma for shots x (R, n, F), y (R, n), from one set of fold fits (as `choose_gamma`'s)."
-    R, n = x.shape[:2]; fin = np.isfinite(gs); G = int(fin.sum())
-    K = min(folds, int(min(np.bincount(y[r].long().numpy(), minlength=2).min() for r in range(R))))
-    va = np.stack([cv_folds(y[r].numpy(), K, seed + r) for r in range(R)])
-    tr = np.stack([[np.setdiff1d(np.arange(n), f) for f in v] for v in va])
-    ri, trT, vaT = torch.arange(R)[:, None, None], torch.as_tensor(tr), torch.as_tensor(va)
-    xv, yv, xtr = x[ri, vaT], y[ri, vaT].numpy(), x[ri, trT]
-    h, m = va.shape[-1], tr.shape[-1]
-    pv, pt = np.zeros((R, len(gs), K, h)), np.zeros((R, len(gs), K, m))
-    rep = lambda t: t[:, :, None].expand(-1, -1, G, *t.shape[2:]).flatten(0, 2)
-    model = _fit_grid(rep(xtr), rep(y[ri, trT]), target, torch.as_tensor(gs[fin]).repeat(R*K), arch, epochs, lr, hidden, seed)
-    pv[:, fin] = stacked_predict(model, rep(xv)).reshape(R, K, G, h).transpose(0, 2, 1, 3)
-    pt[:, fin] = stacked_predict(model, rep(xtr)).reshape(R, K, G, m).transpose(0, 2, 1, 3)
-    pv[:, ~fin], pt[:, ~fin] = (xv @ target)[..., 0].numpy()[:, None], (xtr @ target)[..., 0].numpy()[:, None]
+    "Three out-of-fold scores (R, G) of each gamma for shots x (R, n, F), y (R, n), from one set of fold fits (`choose_gamma`'s own)."
+    K = min(folds, int(min(np.bincount(y[r].long().numpy(), minlength=2).min() for r in range(len(y)))))
+    pv, yv, pt = _oof_logits(x, y, target, gs, K, arch, epochs, lr, hidden, seed, train_rows=True)   # (R, G, K, h), (R, K, h), (R, G, K, m)
     z = (pv - pt.mean(-1, keepdims=True))/(pt.std(-1, keepdims=True) + 1e-12)
-    pooled = lambda p: np.array([[roc_auc_score(yv[r].ravel(), p[r, g].ravel()) for g in range(len(gs))] for r in range(R)])
-    fold = np.array([[np.mean([roc_auc_score(yv[r, k], pv[r, g, k]) for k in range(K)]) for g in range(len(gs))] for r in range(R)])
+    R, G = pv.shape[:2]
+    pooled = lambda p: np.array([[roc_auc_score(yv[r].ravel(), p[r, g].ravel()) for g in range(G)] for r in range(R)])
+    fold = np.array([[np.mean([roc_auc_score(yv[r, k], pv[r, g, k]) for k in range(K)]) for g in range(G)] for r in range(R)])
     return pooled(pv), pooled(z), fold
 
 def evidence(name, prior_kind, k, arch, reps, seed=0):

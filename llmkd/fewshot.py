@@ -29,10 +29,10 @@ from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, P
 
 # %% auto #0
 __all__ = ['GAMMA_GRID', 'AUTO_GRID', 'METHOD_ORDER', 'AUTO_NAMES', 'sample_shots', 'fewshot_splits', 'scale_by_shots',
-           'flip_prior', 'stacked_student', 'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_se',
-           'auc_diff_se', 'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot',
-           'summarize', 'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions',
-           'max_shots', 'fewshot_demo']
+           'flip_prior', 'stacked_student', 'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_diff_se',
+           'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize',
+           'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots',
+           'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -149,11 +149,6 @@ def stacked_attributions(model:nn.Module|Learner, x:torch.Tensor) -> np.ndarray:
 GAMMA_GRID = (0., 1., 3., 10., 30., 100., 1000.)
 AUTO_GRID = GAMMA_GRID + (np.inf,)  # `gamma='auto'`'s candidates: inf is the prior alone (x @ t, no training)
 
-def auc_se(auc:float, n_pos:int, n_neg:int) -> float:
-    "Hanley and McNeil's (1982) standard error of a ROC-AUC from `n_pos` positive and `n_neg` negative rows."
-    q1, q2 = auc/(2 - auc), 2*auc**2/(1 + auc)
-    return float(np.sqrt(max(auc*(1 - auc) + (n_pos - 1)*(q1 - auc**2) + (n_neg - 1)*(q2 - auc**2), 0.)/(n_pos*n_neg)))
-
 def auc_diff_se(scores:np.ndarray, # (G, n): G scorings of the same n rows
                 y:np.ndarray, # 0/1 labels (n,)
                 ref:int # the scoring the others are compared with
@@ -188,21 +183,28 @@ def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed, bias_init='b
         opt.step()
     return model
 
-def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
-    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), and the paired SE (R, G) of each AUC's difference to the repetition's best."
+def _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate', train_rows=False) -> tuple:
+    "Every gamma's logits (R, G, K, h) on each fold's held-out rows of the shots x (R, n, F), y (R, n), from students fit on the fold's other rows (gamma inf: the prior's score x @ t, no fit), and the held-out labels (R, K, h); with `train_rows`, also the logits (R, G, K, n - h) on each fold's own training rows."
     R, n, fin = x.shape[0], x.shape[1], np.isfinite(gammas); G = int(fin.sum())
     va = np.stack([cv_folds(y[r].numpy(), folds, seed + r) for r in range(R)])            # (R, K, h)
     tr = np.stack([[np.setdiff1d(np.arange(n), f) for f in v] for v in va])               # (R, K, n - h)
     ri, tr, va = torch.arange(R)[:, None, None], torch.as_tensor(tr), torch.as_tensor(va)
-    xv, yv = x[ri, va], y[ri, va].reshape(R, -1).numpy()                                 # (R, K, h, F), (R, K*h)
-    pv = np.zeros((R, len(gammas), yv.shape[1]), np.float32)
+    xv, xt = x[ri, va], x[ri, tr]                                                         # (R, K, h, F), (R, K, n - h, F)
+    per_gamma = lambda t: t[:, :, None].expand(-1, -1, G, *t.shape[2:]).flatten(0, 2)     # (R, K, ...) -> (R*K*G, ...)
+    by_gamma = lambda out: out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3)            # (R*K*G, rows) -> (R, G, K, rows)
+    pv, pt = np.zeros((R, len(gammas), *va.shape[1:]), np.float32), np.zeros((R, len(gammas), *tr.shape[1:]), np.float32)
     if G:
-        xt = x[ri, tr][:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2); yt = y[ri, tr][:, :, None].expand(-1, -1, G, -1).flatten(0, 2)
-        model = _fit_grid(xt, yt, target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed, bias_init)
-        out = stacked_predict(model, xv[:, :, None].expand(-1, -1, G, -1, -1).flatten(0, 2))   # (R*K*G, h)
-        pv[:, fin] = out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3).reshape(R, G, -1)
-    pv[:, ~fin] = (xv.reshape(R, -1, x.shape[-1]) @ target)[:, None, :, 0].numpy()
-    auc = np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(len(gammas))] for r in range(R)])
+        model = _fit_grid(per_gamma(xt), per_gamma(y[ri, tr]), target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed, bias_init)
+        pv[:, fin] = by_gamma(stacked_predict(model, per_gamma(xv)))
+        if train_rows: pt[:, fin] = by_gamma(stacked_predict(model, per_gamma(xt)))
+    pv[:, ~fin], pt[:, ~fin] = (xv @ target)[..., 0].numpy()[:, None], (xt @ target)[..., 0].numpy()[:, None]
+    return (pv, y[ri, va].numpy(), pt) if train_rows else (pv, y[ri, va].numpy())
+
+def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
+    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), and the paired SE (R, G) of each AUC's difference to the repetition's best."
+    pv, yv = _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init)
+    R, G = pv.shape[:2]; pv, yv = pv.reshape(R, G, -1), yv.reshape(R, -1)
+    auc = np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(G)] for r in range(R)])
     return auc, np.stack([auc_diff_se(pv[r], yv[r], int(auc[r].argmax())) for r in range(R)])
 
 # %% ../nbs/09_fewshot.ipynb #71f16f95
