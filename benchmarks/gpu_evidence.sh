@@ -52,6 +52,12 @@ def done_runs(path, key, last):
             w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(keep)
     return done
 
+def alive():
+    "How many fastai Learners are still in memory after a run (0 once it is collected), and the process's peak RSS."
+    from fastai.learner import Learner
+    import resource
+    return f'{sum(isinstance(o, Learner) for o in gc.get_objects())} Learner(s) alive, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20:.1f} GB'
+
 def writer(path, fields):
     "Append rows to a CSV as they come (header once)."
     new = not os.path.exists(path)
@@ -85,8 +91,8 @@ if what in ('elad', 'both'):
             t0 = time.time()
             run_elad(stu, teacher, pool, held, sel, rounds=E['rounds'], b=E['b'], budget=E['budget'], n_samples=E['n_samples'],
                      max_steps=4, seed=seed, log=log)
-            print(f'ELAD {sel.name} seed {seed}: {time.time()-t0:.0f} s', flush=True)
             del stu; gc.collect()   # fastai Learners are reference cycles: without a collection each run's model copy stays alive
+            print(f'ELAD {sel.name} seed {seed}: {time.time()-t0:.0f} s, {alive()}', flush=True)
 
 # ---------------- TELL ----------------
 MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
@@ -149,7 +155,7 @@ if what in ('tell', 'both'):
                 write(dict(method=m, n_task=n, seed=seed, format_valid=np.mean([x is not None for x in p]),
                            accuracy=np.mean([x is not None and x == g for x, g in zip(p, golds)]), steps=len(dls.train)*epochs,
                            seconds=round(time.time()-t0, 1), example=preds[0], machine=machine, settings=json.dumps(T)))
-                print(f'TELL {m} n={n} seed {seed}: {time.time()-t0:.0f} s', flush=True)
                 del learn, dls, model; gc.collect()   # as above: each arm's model copy and optimiser state (24 GB after 8 SmolLM2 arms without it)
+                print(f'TELL {m} n={n} seed {seed}: {time.time()-t0:.0f} s, {alive()}', flush=True)
 print('done:', out)
 PYEOF
