@@ -495,14 +495,20 @@ def summarize_runs(history:pd.DataFrame,                     # `run_elad` histor
     return d
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000034
-def plot_accuracy_vs_tokens(history:pd.DataFrame,      # `run_elad` histories, e.g. from `compare_strategies`
+def plot_accuracy_vs_tokens(history:pd.DataFrame,      # `run_elad` histories, e.g. from `compare_strategies` (a `seed` column: several runs each)
                             metric:str='accuracy',      # 'accuracy' or 'step_accuracy'
                             ax:Axes|None=None,          # None: a new figure
                             title:str|None=None):       # axes title
-    "Held-out `metric` against cumulative teacher completion tokens, one line per strategy."
+    "Held-out `metric` against cumulative teacher completion tokens, one line per strategy; over several seeds their mean, shaded from the lowest seed to the highest."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3.5))
-    for name, h in history.groupby('strategy', sort=False): ax.plot(h.tokens, h[metric], marker='o', label=name)
+    for name, h in history.groupby('strategy', sort=False):
+        n = h['seed'].nunique() if 'seed' in h else 1
+        if n == 1: ax.plot(h.tokens, h[metric], marker='o', label=name); continue
+        by = h.groupby('round')
+        m = by[['tokens', metric]].mean()
+        line, = ax.plot(m.tokens, m[metric], marker='o', label=f'{name} ({n} seeds)')
+        ax.fill_between(m.tokens, by[metric].min(), by[metric].max(), color=line.get_color(), alpha=.15, lw=0)
     ax.set_xlabel('teacher completion tokens spent'); ax.set_ylabel(f'held-out {metric}'); ax.legend()
     if title: ax.set_title(title)
     return ax
