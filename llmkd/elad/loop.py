@@ -6,7 +6,7 @@ Docs: https://llmkd.github.io/llmkd/elad.loop.html.md"""
 
 # %% ../../nbs/07c_elad.loop.ipynb #00000003
 from __future__ import annotations
-import re, time
+import gc, re, time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 import numpy as np, pandas as pd
@@ -257,6 +257,7 @@ class LMStudent:
 def finetune(self:LMStudent, questions:Sequence[str], responses:Sequence[str]):
     "Fine-tune on question -> response with the prompt tokens masked from the loss."
     from llmkd.lm import lm_items, lm_dls, lm_learner
+    gc.collect()   # earlier rounds' Learners are reference cycles that keep their optimiser state (full fine-tuning: twice the model) until collected
     items = lm_items(self.tok, [student_prompt(q, self.instruction) for q in questions], list(responses), system=self.system)
     dev = next(self.model.parameters()).device
     dls = lm_dls(self.tok, items, bs=self.train_bs, seed=self.seed, device=dev, bucket=self.bucket)
