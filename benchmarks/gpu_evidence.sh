@@ -13,8 +13,8 @@
 #   cpu:  a reduced SmolLM2 run for a small CPU (ELAD: 32 pool, 100 held-out, 1 seed, 4 rounds of 4, LoRA student;
 #         TELL: 10 task examples, 100 held-out, 1 seed): hours on a shared 2-core CPU, and one seed settles nothing.
 #   cpu-learn: ELAD only, at a budget where SmolLM2 + LoRA starts to learn on a 2-core CPU (pool 128, 4 rounds of 16 =
-#         64 annotations, LoRA lr 2e-3: 0.22 after 64 gold rationales in elad_learning_curve.csv), 3 seeds; about 40 min per
-#         ELAD seed, less for the others.
+#         64 annotations, LoRA lr 2e-3: 0.22 after 64 gold rationales in elad_learning_curve.csv), 3 seeds; on a 2-core CPU
+#         23-28 min per ELAD seed, 9 for random, 15-20 for answer disagreement and least confidence.
 #   tiny: the same code on a tiny random model at a toy size (about a minute on a CPU): a test of the script, not evidence.
 set -euo pipefail
 SIZE=${1:-full}; OUT=${2:-benchmarks/gpu_evidence_out}; WHAT=${3:-both}
