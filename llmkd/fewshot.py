@@ -192,13 +192,13 @@ def _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bia
     xv, xt = x[ri, va], x[ri, tr]                                                         # (R, K, h, F), (R, K, n - h, F)
     per_gamma = lambda t: t[:, :, None].expand(-1, -1, G, *t.shape[2:]).flatten(0, 2)     # (R, K, ...) -> (R*K*G, ...)
     by_gamma = lambda out: out.reshape(R, folds, G, -1).transpose(0, 2, 1, 3)            # (R*K*G, rows) -> (R, G, K, rows)
-    pv, pt = np.zeros((R, len(gammas), *va.shape[1:]), np.float32), np.zeros((R, len(gammas), *tr.shape[1:]), np.float32)
-    if G:
-        model = _fit_grid(per_gamma(xt), per_gamma(y[ri, tr]), target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed, bias_init)
-        pv[:, fin] = by_gamma(stacked_predict(model, per_gamma(xv)))
-        if train_rows: pt[:, fin] = by_gamma(stacked_predict(model, per_gamma(xt)))
-    pv[:, ~fin], pt[:, ~fin] = (xv @ target)[..., 0].numpy()[:, None], (xt @ target)[..., 0].numpy()[:, None]
-    return (pv, y[ri, va].numpy(), pt) if train_rows else (pv, y[ri, va].numpy())
+    model = _fit_grid(per_gamma(xt), per_gamma(y[ri, tr]), target, torch.as_tensor(gammas[fin]).repeat(R*folds), arch, epochs, lr, hidden, seed, bias_init) if G else None
+    def logits(rows):   # (R, K, m, F) -> (R, G, K, m)
+        p = np.zeros((R, len(gammas), *rows.shape[1:3]), np.float32)
+        if G: p[:, fin] = by_gamma(stacked_predict(model, per_gamma(rows)))
+        p[:, ~fin] = (rows @ target)[..., 0].numpy()[:, None]
+        return p
+    return (logits(xv), y[ri, va].numpy()) + ((logits(xt),) if train_rows else ())
 
 def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
     "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), and the paired SE (R, G) of each AUC's difference to the repetition's best."
