@@ -32,10 +32,9 @@ def hmda():
 
 def cv_scores(x, y, target, gs, arch, seed=0, folds=5, epochs=200, lr=1e-2, hidden=100):
     "Three out-of-fold scores (R, G) of each gamma for shots x (R, n, F), y (R, n), from one set of fold fits (`choose_gamma`'s own)."
-    K = min(folds, int(min(np.bincount(y[r].long().numpy(), minlength=2).min() for r in range(len(y)))))
-    pv, yv, pt = _oof_logits(x, y, target, gs, K, arch, epochs, lr, hidden, seed, train_rows=True)   # (R, G, K, h), (R, K, h), (R, G, K, m)
+    pv, yv, pt = _oof_logits(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, train_rows=True)   # (R, G, K, h), (R, K, h), (R, G, K, m)
     z = (pv - pt.mean(-1, keepdims=True))/(pt.std(-1, keepdims=True) + 1e-12)
-    R, G = pv.shape[:2]
+    R, G, K = pv.shape[:3]
     pooled = lambda p: np.array([[roc_auc_score(yv[r].ravel(), p[r, g].ravel()) for g in range(G)] for r in range(R)])
     fold = np.array([[np.mean([roc_auc_score(yv[r, k], pv[r, g, k]) for k in range(K)]) for g in range(G)] for r in range(R)])
     return pooled(pv), pooled(z), fold

@@ -184,8 +184,9 @@ def _fit_grid(x, y, target, gammas, arch, epochs, lr, hidden, seed, bias_init='b
     return model
 
 def _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate', train_rows=False) -> tuple:
-    "Every gamma's logits (R, G, K, h) on each fold's held-out rows of the shots x (R, n, F), y (R, n), from students fit on the fold's other rows (gamma inf: the prior's score x @ t, no fit), and the held-out labels (R, K, h); with `train_rows`, also the logits (R, G, K, n - h) on each fold's own training rows."
+    "Every gamma's logits (R, G, K, h) on each fold's held-out rows (K: `folds`, or fewer when a class has fewer rows) of the shots x (R, n, F), y (R, n), from students fit on the fold's other rows (gamma inf: the prior's score x @ t, no fit), and the held-out labels (R, K, h); with `train_rows`, also the logits (R, G, K, n - h) on each fold's own training rows."
     R, n, fin = x.shape[0], x.shape[1], np.isfinite(gammas); G = int(fin.sum())
+    folds = min(folds, int(min(np.bincount(r.long().numpy(), minlength=2).min() for r in y)))
     va = np.stack([cv_folds(y[r].numpy(), folds, seed + r) for r in range(R)])            # (R, K, h)
     tr = np.stack([[np.setdiff1d(np.arange(n), f) for f in v] for v in va])               # (R, K, n - h)
     ri, tr, va = torch.arange(R)[:, None, None], torch.as_tensor(tr), torch.as_tensor(va)
@@ -276,8 +277,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
             res = [choose_gamma(x[r], y[r], prior, seed=seed + r, cv=None if cv is None else cv.iloc[[r]], **kw) for r in range(len(x))]
             chosen, auc, pse = np.array([c for c,_ in res]), *(np.concatenate([a[k].to_numpy() for _,a in res]) for k in ('auc', 'se'))
         else:
-            K = min(folds, int(counts.min()))
-            auc, pse = _cv_auc(x, y, target, gs, K, arch, epochs, lr, hidden, seed, bias_init) if cv is None else (cv['auc'][gs].to_numpy(), cv['se'][gs].to_numpy())
+            auc, pse = _cv_auc(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, bias_init) if cv is None else (cv['auc'][gs].to_numpy(), cv['se'][gs].to_numpy())
             chosen = _one_se(auc, gs, pse, se)
         if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, pooled_se))
     out = float(chosen[0]) if single else chosen
