@@ -1,10 +1,15 @@
 """Which out-of-fold score should `gamma='auto'` rank gammas by? Per dataset, shot count, student, prior (shipped or
 flipped on half its features) and repetition: the test AUC of LAAT at every gamma of the grid (gamma = inf: the prior
-alone) and three cross-validation scores on the shots, from the same fold fits:
+alone) and cross-validation scores on the shots, from the same fold fits:
   cv_pooled: AUC of all folds' held-out logits pooled (what `choose_gamma` uses),
   cv_std:    the same after standardizing each fold model's held-out logits by the mean and sd of its logits on its own
              training rows (removes the offset and scale that differ between fold models, using no held-out label),
-  cv_fold:   the mean of the per-fold AUCs.
+  cv_fold:   the mean of the per-fold AUCs,
+  cv_std_all, cv_rank_all: pooled AUC after putting each fold model's held-out logits on a common scale using its logits
+             on all the shots (no labels): standardized by their mean and sd, or as their quantile among them. Either
+             leaves the prior alone's score as it is (the same function in every fold),
+  cv_se:     DeLong's paired SE of cv_pooled's difference to the repetition's best (the per-set rule's margin),
+  cv_fold1..: each fold's own AUC (what the per-fold check tests).
 Any selection rule can then be scored offline against the test AUCs. 'hmda' is a held-out dataset (see HMDA_PRIOR).
 
     python benchmarks/laat_cv_scoring.py nbs/tutorials/laat_cv_scoring.csv [--datasets pima ...] [--archs lr mlp] [--reps 20] [--resume]
@@ -14,8 +19,8 @@ import numpy as np, pandas as pd, torch
 from sklearn.metrics import roc_auc_score
 from llmkd.priors import AttributionPrior
 from llmkd.data import load_dataset, shipped_prior, TabularDataset, stratified_split, _rdata
-from llmkd.fewshot import (AUTO_GRID, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots,
-                           prior_target, max_shots, _oof_logits, _subsample)
+from llmkd.fewshot import (AUTO_GRID, auc_diff_se, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots,
+                           prior_target, max_shots, fold_auc, _oof_logits, _subsample)
 
 # A held-out check, written before any result on it was seen: Boston HMDA mortgage denials (AER `HMDA`) with a
 # hand-written prior in the style of the shipped ones (a loan officer's view: denied mortgage insurance, a public bad
@@ -31,13 +36,17 @@ def hmda():
     return ds, AttributionPrior(list(HMDA_PRIOR), ['yes'], np.array(list(HMDA_PRIOR.values()), float)[:, None], provenance={'source': 'hand-written (laat_cv_scoring.py)'})
 
 def cv_scores(x, y, target, gs, arch, seed=0, folds=5, epochs=200, lr=1e-2, hidden=100):
-    "Three out-of-fold scores (R, G) of each gamma for shots x (R, n, F), y (R, n), from one set of fold fits (`choose_gamma`'s own)."
+    "Out-of-fold scores (R, G) of each gamma for shots x (R, n, F), y (R, n), from one set of fold fits (`choose_gamma`'s own)."
     pv, yv, pt = _oof_logits(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, train_rows=True)   # (R, G, K, h), (R, K, h), (R, G, K, m)
     z = (pv - pt.mean(-1, keepdims=True))/(pt.std(-1, keepdims=True) + 1e-12)
-    R, G, K = pv.shape[:3]
+    al = np.concatenate([pv, pt], -1)                                  # each fold model's logits on all the shots (no labels)
+    za = (pv - al.mean(-1, keepdims=True))/(al.std(-1, keepdims=True) + 1e-12)
+    q = (pv[..., None] > al[..., None, :]).mean(-1) + .5*(pv[..., None] == al[..., None, :]).mean(-1)
+    R, G = pv.shape[:2]
     pooled = lambda p: np.array([[roc_auc_score(yv[r].ravel(), p[r, g].ravel()) for g in range(G)] for r in range(R)])
-    fold = np.array([[np.mean([roc_auc_score(yv[r, k], pv[r, g, k]) for k in range(K)]) for g in range(G)] for r in range(R)])
-    return pooled(pv), pooled(z), fold
+    auc, folds_ = pooled(pv), fold_auc(pv, yv[:, None])                                          # (R, G), (R, G, K)
+    se = np.stack([auc_diff_se(pv[r].reshape(G, -1), yv[r].ravel(), int(auc[r].argmax())) for r in range(R)])
+    return [auc, pooled(z), folds_.mean(-1), pooled(za), pooled(q), se] + [folds_[..., k] for k in range(folds_.shape[-1])]
 
 def evidence(name, prior_kind, k, arch, reps, seed=0):
     ds, prior = hmda() if name == 'hmda' else (load_dataset(name), shipped_prior(name))
@@ -59,7 +68,7 @@ def evidence(name, prior_kind, k, arch, reps, seed=0):
         alone = res[(res.method == 'prior alone') & (res.rep == r)].auc.item()
         for j, g in enumerate(gs):
             out.append(dict(dataset=name, prior=prior_kind, shots=k, arch=arch, rep=r, gamma=g, test_auc=alone if np.isinf(g) else test.loc[r, g],
-                            prior_alone=alone, **{c: s[0 if same else r, j] for c, s in zip(('cv_pooled', 'cv_std', 'cv_fold'), scores)}))
+                            prior_alone=alone, **{c: s[0 if same else r, j] for c, s in zip(('cv_pooled', 'cv_std', 'cv_fold', 'cv_std_all', 'cv_rank_all', 'cv_se') + tuple(f'cv_fold{k + 1}' for k in range(len(scores) - 6)), scores)}))
     return out
 
 if __name__ == '__main__':
@@ -80,5 +89,5 @@ if __name__ == '__main__':
                     if (name, kind, str(k), arch) in done: continue
                     t = time.perf_counter()
                     rows += evidence(name, kind, k, arch, a.reps)
-                    pd.DataFrame(rows).to_csv(a.out, index=False)
+                    pd.DataFrame(rows).round(5).to_csv(a.out, index=False)
                     print(f"{name} {arch} {kind} {k}: {time.perf_counter() - t:.0f} s", flush=True)

@@ -19,6 +19,7 @@ from fastai.optimizer import Adam
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from scipy.stats import rankdata, t as student_t
 from .core import InputError
 from .priors import AttributionPrior, category_levels, dummy_name
 from .callback.attribution import (AttributionRegularizer, StackedLinear, StackedMLP, mean_input_gradient,
@@ -30,9 +31,9 @@ from .data import (TabularDataset, load_dataset, shipped_prior, pima_diabetes, P
 # %% auto #0
 __all__ = ['GAMMA_GRID', 'AUTO_GRID', 'METHOD_ORDER', 'AUTO_NAMES', 'sample_shots', 'fewshot_splits', 'scale_by_shots',
            'flip_prior', 'stacked_student', 'fit_stacked', 'stacked_predict', 'stacked_attributions', 'auc_diff_se',
-           'cv_folds', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot', 'summarize',
-           'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions', 'max_shots',
-           'fewshot_demo']
+           'cv_folds', 'fold_auc', 'prior_target', 'choose_gamma', 'fit_sklearn_lr', 'encode_frame', 'run_fewshot',
+           'summarize', 'laat_gain', 'auto_vs_parts', 'crossover', 'plot_auc_vs_shots', 'plot_attributions',
+           'max_shots', 'fewshot_demo']
 
 # %% ../nbs/09_fewshot.ipynb #ead7961b
 def sample_shots(y:np.ndarray, # 0/1 labels of the rows to draw from
@@ -201,12 +202,21 @@ def _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bia
         return p
     return (logits(xv), y[ri, va].numpy()) + ((logits(xt),) if train_rows else ())
 
+def fold_auc(logits:np.ndarray, # (..., K, h): K folds' held-out logits
+             y:np.ndarray # 0/1 labels (..., K, h), broadcast against `logits`
+            ) -> np.ndarray:
+    "Each fold's own ROC-AUC (..., K): a fold model ranks only its held-out rows, so its offset and scale drop out."
+    r, pos = rankdata(logits, axis=-1), np.broadcast_to(np.asarray(y) > .5, np.shape(logits))
+    n1 = pos.sum(-1); n0 = pos.shape[-1] - n1
+    return ((r*pos).sum(-1) - n1*(n1 + 1)/2)/(n1*n0)
+
 def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
-    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), and the paired SE (R, G) of each AUC's difference to the repetition's best."
+    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), the paired SE (R, G) of each AUC's difference to the repetition's best, and each fold's own AUC (R, G, K)."
     pv, yv = _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init)
+    fold = fold_auc(pv, yv[:, None])
     R, G = pv.shape[:2]; pv, yv = pv.reshape(R, G, -1), yv.reshape(R, -1)
     auc = np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(G)] for r in range(R)])
-    return auc, np.stack([auc_diff_se(pv[r], yv[r], int(auc[r].argmax())) for r in range(R)])
+    return auc, np.stack([auc_diff_se(pv[r], yv[r], int(auc[r].argmax())) for r in range(R)]), fold
 
 # %% ../nbs/09_fewshot.ipynb #71f16f95
 def _subsample(x, y, n:int, seed:int) -> tuple:
@@ -224,6 +234,24 @@ def _pooled_one_se(auc:np.ndarray, gs:np.ndarray, se:float) -> float:
     tol = se*(auc - auc[:, [b]]).std(0, ddof=1)/np.sqrt(len(auc))
     return float(gs[np.flatnonzero(m >= m[b] - tol - 1e-12).max()])
 
+def _fold_check(g:float, obs:np.ndarray, gs:np.ndarray, alpha:float) -> float:
+    "When `g` is a part (the smallest or largest of `gs`): the mix (a gamma in between) with the best mean per-fold AUC if it beats the part's in a one-sided paired t-test at level `alpha`, else `g`. `obs` (n, G): n paired observations (repetitions, or one set's folds)."
+    obs = obs[~np.isnan(obs).any(1)]; n = len(obs); j = int(np.flatnonzero(gs == g)[0])
+    if 0 < j < len(gs) - 1 or len(gs) < 3 or n < 2: return g
+    b = 1 + int(obs[:, 1:-1].mean(0).argmax())
+    d = obs[:, b] - obs[:, j]
+    return float(gs[b]) if d.mean() > student_t.ppf(1 - alpha, n - 1)*d.std(ddof=1)/np.sqrt(n) else g
+
+def _cv_table(auc, pse, fold, gs) -> pd.DataFrame:
+    "The cross-validation table: repetitions x ('auc' | 'se' | 'fold 1' ... 'fold K', gamma)."
+    blocks = {'auc': auc, 'se': pse, **{f'fold {k + 1}': fold[..., k] for k in range(fold.shape[-1])}}
+    return pd.concat({k: pd.DataFrame(v, columns=pd.Index(gs, name='gamma')) for k,v in blocks.items()}, axis=1).rename_axis(index='rep')
+
+def _cv_arrays(table:pd.DataFrame, gs) -> tuple:
+    "Pooled AUC (R, G), its paired SE (R, G) and the per-fold AUCs (R, G, K) from a `_cv_table` (missing folds: NaN)."
+    ks = sorted((c for c in table.columns.get_level_values(0).unique() if c.startswith('fold ')), key=lambda c: int(c.split()[1]))
+    return table['auc'][gs].to_numpy(), table['se'][gs].to_numpy(), np.stack([table[k][gs].to_numpy() for k in ks], -1)
+
 # %% ../nbs/09_fewshot.ipynb #2d7746c1
 def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, or scores (F,) in input order
                  features:list|None=None, # input feature names, in order (needed to reorder a named prior)
@@ -240,7 +268,7 @@ def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, o
     return transform_prior(s, transform)
 
 # %% ../nbs/09_fewshot.ipynb #f808fd4c
-# over 30 lines: 15 of them are the documented signature (docments)
+# over 30 lines: 16 of them are the documented signature (docments)
 def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  y, # 0/1 labels (N,) or (R, N)
                  prior, # `AttributionPrior`, dict, Series or scores (F,)
@@ -251,19 +279,20 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  min_rows:int=3, # rows per class needed to cross-validate
                  se:float=1., # one set of shots: how many (paired) standard errors below its best AUC a larger gamma may score
                  pooled_se:float=0., # R > 1 pooled: the same margin for the mean over repetitions (0: the best mean; the averaging is the noise control)
+                 fold_alpha:float|None=.05, # when the rule picks a part: a mix whose per-fold AUC beats it in a one-sided paired t-test at this level instead (pooled: over repetitions; one set: over its folds; None: off)
                  pool:bool=True, # R > 1: one gamma for all repetitions from their mean out-of-fold AUC; False: one per repetition
                  max_rows:int=2000, # cross-validate on a random subset of this many rows when there are more
                  epochs:int=200, lr:float=1e-2, hidden:int=100, seed:int=0, transform:str='signed_exp',
                  bias_init:str='base_rate', # the students' output bias at the start: see `fit_stacked`
-                 return_cv:bool=False, # also return the cross-validation table: repetitions x ('auc' | 'se', gamma), 'se' the paired SE of the difference to the best
+                 return_cv:bool=False, # also return the cross-validation table: repetitions x ('auc' | 'se' | 'fold 1' ... 'fold K', gamma): pooled AUC, paired SE of its difference to the best, each fold's AUC
                  cv:pd.DataFrame|None=None # out-of-fold AUCs from an earlier `return_cv=True` call on the same shots: apply the rule without refitting
                 ):
-    "LAAT's gamma by cross-validation on the shots: per set of shots the largest gamma within `se` paired standard errors of the best out-of-fold AUC; pooled over repetitions the best mean (`pooled_se`)."
+    "LAAT's gamma by cross-validation on the shots: per set of shots the largest gamma within `se` paired standard errors of the best out-of-fold AUC; pooled over repetitions the best mean (`pooled_se`), either way a mix instead of a part when per-fold AUC shows it better (`fold_alpha`)."
     x, y = torch.as_tensor(np.asarray(x), dtype=torch.float32), torch.as_tensor(np.asarray(y), dtype=torch.float32)
     single = x.dim() == 2
     if single: x, y = x[None], y[None]
     gs, target = np.sort(np.asarray(gammas, float)), prior_target(prior, features, transform)
-    kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, pooled_se=pooled_se, max_rows=max_rows, epochs=epochs,
+    kw = dict(features=features, arch=arch, gammas=gs, folds=folds, min_rows=min_rows, se=se, pooled_se=pooled_se, fold_alpha=fold_alpha, max_rows=max_rows, epochs=epochs,
               lr=lr, hidden=hidden, transform=transform, bias_init=bias_init, return_cv=True)
     if len(x) > 1 and (x == x[:1]).all() and (y == y[:1]).all():   # the same rows in every repetition ('all'): one CV
         c, a = choose_gamma(x[0], y[0], prior, seed=seed, cv=None if cv is None else cv.iloc[:1], **kw)
@@ -271,17 +300,20 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
         return (np.full(len(x), c), a) if return_cv else np.full(len(x), c)
     if x.shape[1] > max_rows: x, y = _subsample(x, y, max_rows, seed)
     counts = np.stack([np.bincount(r.long().numpy(), minlength=2) for r in y])
-    if counts.min() < min_rows: chosen, auc = np.full(len(x), gs[-1]), np.full((len(x), len(gs)), np.nan); pse = auc
+    if counts.min() < min_rows: chosen, auc = np.full(len(x), gs[-1]), np.full((len(x), len(gs)), np.nan); pse, fold = auc, auc[..., None]
     else:
         if (counts != counts[0]).any():  # repetitions with different class counts: one at a time
             res = [choose_gamma(x[r], y[r], prior, seed=seed + r, cv=None if cv is None else cv.iloc[[r]], **kw) for r in range(len(x))]
-            chosen, auc, pse = np.array([c for c,_ in res]), *(np.concatenate([a[k].to_numpy() for _,a in res]) for k in ('auc', 'se'))
+            chosen, (auc, pse, fold) = np.array([c for c,_ in res]), _cv_arrays(pd.concat([a for _,a in res], ignore_index=True), gs)
         else:
-            auc, pse = _cv_auc(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, bias_init) if cv is None else (cv['auc'][gs].to_numpy(), cv['se'][gs].to_numpy())
+            auc, pse, fold = _cv_auc(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, bias_init) if cv is None else _cv_arrays(cv, gs)
             chosen = _one_se(auc, gs, pse, se)
-        if pool and len(x) > 1: chosen = np.full(len(x), _pooled_one_se(auc, gs, pooled_se))
+            if fold_alpha is not None: chosen = np.array([_fold_check(c, f.T, gs, fold_alpha) for c,f in zip(chosen, fold)])
+        if pool and len(x) > 1:
+            c = _pooled_one_se(auc, gs, pooled_se)
+            chosen = np.full(len(x), c if fold_alpha is None else _fold_check(c, np.nanmean(fold, -1), gs, fold_alpha))
     out = float(chosen[0]) if single else chosen
-    table = pd.concat({k: pd.DataFrame(v, columns=pd.Index(gs, name='gamma')) for k,v in (('auc', auc), ('se', pse))}, axis=1).rename_axis(index='rep')
+    table = _cv_table(auc, pse, fold, gs)
     return (out, table) if return_cv else out
 
 # %% ../nbs/09_fewshot.ipynb #ed9799cd
