@@ -277,7 +277,7 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
                  gammas=AUTO_GRID, # candidates (np.inf: the prior alone); the largest is the fallback without enough rows
                  folds:int=5, # at most this many folds (fewer when a class has fewer rows)
                  min_rows:int=3, # rows per class needed to cross-validate
-                 se:float=1., # one set of shots: how many (paired) standard errors below its best AUC a larger gamma may score
+                 se:float=.5, # one set of shots: how many (paired) standard errors below its best AUC a larger gamma may score
                  pooled_se:float=0., # R > 1 pooled: the same margin for the mean over repetitions (0: the best mean; the averaging is the noise control)
                  fold_alpha:float|None=.05, # when the rule picks a part: a mix whose per-fold AUC beats it in a one-sided paired t-test at this level instead (pooled: over repetitions; one set: over its folds; None: off)
                  pool:bool=True, # R > 1: one gamma for all repetitions from their mean out-of-fold AUC; False: one per repetition
