@@ -248,9 +248,10 @@ def _cv_table(auc, pse, fold, gs) -> pd.DataFrame:
     return pd.concat({k: pd.DataFrame(v, columns=pd.Index(gs, name='gamma')) for k,v in blocks.items()}, axis=1).rename_axis(index='rep')
 
 def _cv_arrays(table:pd.DataFrame, gs) -> tuple:
-    "Pooled AUC (R, G), its paired SE (R, G) and the per-fold AUCs (R, G, K) from a `_cv_table` (missing folds: NaN)."
+    "Pooled AUC (R, G), its paired SE (R, G) and the per-fold AUCs (R, G, K) from a `_cv_table` (missing folds: NaN; a table without them: no check)."
     ks = sorted((c for c in table.columns.get_level_values(0).unique() if c.startswith('fold ')), key=lambda c: int(c.split()[1]))
-    return table['auc'][gs].to_numpy(), table['se'][gs].to_numpy(), np.stack([table[k][gs].to_numpy() for k in ks], -1)
+    auc, pse = table['auc'][gs].to_numpy(), table['se'][gs].to_numpy()
+    return auc, pse, np.stack([table[k][gs].to_numpy() for k in ks], -1) if ks else np.full((*auc.shape, 1), np.nan)
 
 # %% ../nbs/09_fewshot.ipynb #2d7746c1
 def prior_target(prior, # `AttributionPrior`, dict or Series {feature: score}, or scores (F,) in input order
