@@ -29,6 +29,7 @@ size, out, what = sys.argv[1], sys.argv[2], sys.argv[3]
 if size not in ('full', 'cpu', 'cpu-learn', 'tiny'): sys.exit(f'size {size!r}: use full, cpu, cpu-learn or tiny')
 tiny = size == 'tiny'
 if size == 'cpu-learn' and what == 'tell': sys.exit('cpu-learn is an ELAD size only: use cpu or full for TELL')
+if size == 'cpu-learn' and what == 'both': print('cpu-learn is an ELAD size only: running ELAD (TELL: use cpu or full)', flush=True)
 if size == 'cpu-learn': what = 'elad'
 dev = 'cuda' if torch.cuda.is_available() else 'cpu'
 if dev == 'cpu': torch.set_num_threads(int(os.environ.get('LLMKD_THREADS', 1 if tiny else 2)))
