@@ -19,8 +19,8 @@ import numpy as np, pandas as pd, torch
 from sklearn.metrics import roc_auc_score
 from llmkd.priors import AttributionPrior
 from llmkd.data import load_dataset, shipped_prior, TabularDataset, stratified_split, _rdata
-from llmkd.fewshot import (AUTO_GRID, auc_diff_se, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots,
-                           prior_target, max_shots, fold_auc, _oof_logits, _subsample)
+from llmkd.fewshot import (AUTO_GRID, GAMMA_GRID, fewshot_splits, flip_prior, run_fewshot, scale_by_shots,
+                           prior_target, max_shots, _cv_scores, _oof_logits, _subsample)
 
 # A held-out check, written before any result on it was seen: Boston HMDA mortgage denials (AER `HMDA`) with a
 # hand-written prior in the style of the shipped ones (a loan officer's view: denied mortgage insurance, a public bad
@@ -44,8 +44,7 @@ def cv_scores(x, y, target, gs, arch, seed=0, folds=5, epochs=200, lr=1e-2, hidd
     q = (pv[..., None] > al[..., None, :]).mean(-1) + .5*(pv[..., None] == al[..., None, :]).mean(-1)
     R, G = pv.shape[:2]
     pooled = lambda p: np.array([[roc_auc_score(yv[r].ravel(), p[r, g].ravel()) for g in range(G)] for r in range(R)])
-    auc, folds_ = pooled(pv), fold_auc(pv, yv[:, None])                                          # (R, G), (R, G, K)
-    se = np.stack([auc_diff_se(pv[r].reshape(G, -1), yv[r].ravel(), int(auc[r].argmax())) for r in range(R)])
+    auc, se, folds_ = _cv_scores(pv, yv)                                                          # what choose_gamma ranks and tests
     return [auc, pooled(z), folds_.mean(-1), pooled(za), pooled(q), se] + [folds_[..., k] for k in range(folds_.shape[-1])]
 
 def evidence(name, prior_kind, k, arch, reps, seed=0):

@@ -210,13 +210,16 @@ def fold_auc(logits:np.ndarray, # (..., K, h): K folds' held-out logits
     n1 = pos.sum(-1); n0 = pos.shape[-1] - n1
     return ((r*pos).sum(-1) - n1*(n1 + 1)/2)/(n1*n0)
 
-def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
-    "Pooled out-of-fold AUC (R, G) of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit), the paired SE (R, G) of each AUC's difference to the repetition's best, and each fold's own AUC (R, G, K)."
-    pv, yv = _oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init)
+def _cv_scores(pv:np.ndarray, yv:np.ndarray) -> tuple:
+    "From held-out logits (R, G, K, h) and labels (R, K, h): the pooled AUC (R, G), the paired SE (R, G) of each AUC's difference to the repetition's best, and each fold's own AUC (R, G, K)."
     fold = fold_auc(pv, yv[:, None])
     R, G = pv.shape[:2]; pv, yv = pv.reshape(R, G, -1), yv.reshape(R, -1)
     auc = np.array([[roc_auc_score(yv[r], pv[r, g]) for g in range(G)] for r in range(R)])
     return auc, np.stack([auc_diff_se(pv[r], yv[r], int(auc[r].argmax())) for r in range(R)]), fold
+
+def _cv_auc(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init='base_rate') -> tuple:
+    "`_cv_scores` of every gamma for each repetition's shots x (R, n, F), y (R, n) (gamma inf: the prior's score, no fit)."
+    return _cv_scores(*_oof_logits(x, y, target, gammas, folds, arch, epochs, lr, hidden, seed, bias_init))
 
 # %% ../nbs/09_fewshot.ipynb #71f16f95
 def _subsample(x, y, n:int, seed:int) -> tuple:
@@ -308,11 +311,15 @@ def choose_gamma(x, # shots (N, F), or (R, N, F) for R repetitions
             chosen, (auc, pse, fold) = np.array([c for c,_ in res]), _cv_arrays(pd.concat([a for _,a in res], ignore_index=True), gs)
         else:
             auc, pse, fold = _cv_auc(x, y, target, gs, folds, arch, epochs, lr, hidden, seed, bias_init) if cv is None else _cv_arrays(cv, gs)
-            chosen = _one_se(auc, gs, pse, se)
-            if fold_alpha is not None: chosen = np.array([_fold_check(c, f.T, gs, fold_alpha) for c,f in zip(chosen, fold)])
+            if not (pool and len(x) > 1):
+                chosen = _one_se(auc, gs, pse, se)
+                if fold_alpha is not None: chosen = np.array([_fold_check(c, f.T, gs, fold_alpha) for c,f in zip(chosen, fold)])
         if pool and len(x) > 1:
             c = _pooled_one_se(auc, gs, pooled_se)
-            chosen = np.full(len(x), c if fold_alpha is None else _fold_check(c, np.nanmean(fold, -1), gs, fold_alpha))
+            if fold_alpha is not None:
+                with warnings.catch_warnings():   # repetitions without per-fold AUCs (NaN) are dropped by the check
+                    warnings.simplefilter('ignore', RuntimeWarning); c = _fold_check(c, np.nanmean(fold, -1), gs, fold_alpha)
+            chosen = np.full(len(x), c)
     out = float(chosen[0]) if single else chosen
     table = _cv_table(auc, pse, fold, gs)
     return (out, table) if return_cv else out
